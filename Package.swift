@@ -5,7 +5,7 @@ import PackageDescription
 // network; wire and store code sits above them; executables stay thin.
 let package = Package(
     name: "Vigil",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "vigild", targets: ["vigild"]),
         .executable(name: "vigil", targets: ["vigil"]),

@@ -1,0 +1,86 @@
+/// The leader's controller: a pure state machine. The shell feeds it what it
+/// observes in the store (membership snapshots, ticks of an injected clock) and
+/// carries out the effects it returns, in order. No I/O, no clock, no randomness.
+///
+/// This first version tracks membership and keeps the event log bounded; placement
+/// and failover grow here.
+public struct ClusterController: Sendable {
+    public enum Event: Equatable, Sendable {
+        /// This node won the election. `registered` and `alive` are the store as read
+        /// right after winning.
+        case becameLeader(registered: [NodeName: NodeRecord], alive: Set<NodeName>, now: Duration)
+        /// A new snapshot of `nodes/`.
+        case nodesChanged([NodeName: NodeRecord])
+        /// A new snapshot of `alive/`.
+        case aliveChanged(Set<NodeName>)
+        /// Time passed (monotonic, from the shell's injected clock).
+        case tick(now: Duration)
+    }
+
+    public enum Effect: Equatable, Sendable {
+        /// Append to the event log.
+        case record(ClusterEvent)
+        /// Delete all but the newest `keep` events.
+        case trimEvents(keep: Int)
+    }
+
+    public struct Settings: Equatable, Sendable {
+        public var eventLogLimit: Int = 1000
+        public var trimEvery: Duration = .seconds(10)
+        public init() {}
+    }
+
+    public let me: NodeName
+    public let settings: Settings
+    public private(set) var registered: [NodeName: NodeRecord] = [:]
+    public private(set) var alive: Set<NodeName> = []
+    private var lastTrim: Duration?
+
+    public init(me: NodeName, settings: Settings = Settings()) {
+        self.me = me; self.settings = settings
+    }
+
+    /// Nodes registered but not alive.
+    public var down: Set<NodeName> { Set(registered.keys).subtracting(alive) }
+
+    public mutating func handle(_ event: Event) -> [Effect] {
+        switch event {
+        case let .becameLeader(registered, alive, now):
+            self.registered = registered
+            self.alive = alive
+            lastTrim = now
+            let up = alive.sorted().map(\.rawValue).joined(separator: ", ")
+            let downList = down.sorted().map(\.rawValue).joined(separator: ", ")
+            var msg = "\(me) leads the cluster; alive: [\(up)]"
+            if !downList.isEmpty { msg += "; down: [\(downList)]" }
+            return [.record(ClusterEvent(kind: .leaderElected, severity: .info, reporter: me, node: me, message: msg))]
+
+        case let .nodesChanged(nodes):
+            registered = nodes
+            return []
+
+        case let .aliveChanged(now):
+            let joined = now.subtracting(alive).sorted()
+            let lost = alive.subtracting(now).sorted()
+            alive = now
+            var effects: [Effect] = []
+            for n in joined {
+                effects.append(.record(ClusterEvent(kind: .nodeJoined, severity: .info, reporter: me, node: n,
+                                                    message: "node \(n) joined: its alive key appeared")))
+            }
+            for n in lost {
+                effects.append(.record(ClusterEvent(kind: .nodeLost, severity: .warning, reporter: me, node: n,
+                                                    message: "node \(n) lost: its alive key is gone (lease expired or revoked)")))
+            }
+            return effects
+
+        case let .tick(now):
+            guard let last = lastTrim else { lastTrim = now; return [] }
+            if now - last >= settings.trimEvery {
+                lastTrim = now
+                return [.trimEvents(keep: settings.eventLogLimit)]
+            }
+            return []
+        }
+    }
+}

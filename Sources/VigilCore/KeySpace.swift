@@ -1,0 +1,20 @@
+/// The etcd keys of one cluster, all under `/vigil/<cluster>/` (ARCHITECTURE.md).
+public struct KeySpace: Sendable, Equatable {
+    public let root: String
+    public init(cluster: ClusterName) { root = "/vigil/\(cluster.rawValue)/" }
+
+    public var nodesPrefix: String { root + "nodes/" }
+    public var alivePrefix: String { root + "alive/" }
+    public var eventsPrefix: String { root + "events/" }
+    public var leader: String { root + "leader" }
+    public func node(_ n: NodeName) -> String { nodesPrefix + n.rawValue }
+    public func alive(_ n: NodeName) -> String { alivePrefix + n.rawValue }
+    public func event(_ id: EventID) -> String { eventsPrefix + id.rawValue }
+
+    /// The last path component of a key under `prefix`, or nil if it is not under it.
+    public func name(of key: String, under prefix: String) -> String? {
+        guard key.hasPrefix(prefix) else { return nil }
+        let rest = key.dropFirst(prefix.count)
+        return rest.isEmpty || rest.contains("/") ? nil : String(rest)
+    }
+}
