@@ -1,6 +1,9 @@
 #!/bin/bash
 # Build the Vigil guest image from Debian packages only:
 #   guest/out/vmlinuz            kernel from linux-image-6.1.0-*-amd64 (apt-get download + dpkg -x)
+#   guest/out/vmlinux            the same kernel uncompressed (ELF with a PVH entry note): QEMU
+#                                boots it directly with -kernel, skipping the in-guest xz
+#                                decompression that costs seconds under TCG (see README.md)
 #   guest/out/initramfs.cpio.gz  busybox-static + virtio modules + /init + static workload
 # Idempotent and cached: nothing is rebuilt when the inputs are unchanged.
 # Reproducible: fixed mtimes (SOURCE_DATE_EPOCH), sorted cpio list, owner 0:0, gzip -n.
@@ -78,6 +81,24 @@ if [ ! -e "$KDIR/.done" ]; then
     [ -f "$KDIR.tmp/x/boot/vmlinuz-$KVER" ] || die "$DEB has no boot/vmlinuz-$KVER"
     mkdir -p "$KDIR.tmp/mods/lib/modules/$KVER"
     cp "$KDIR.tmp/x/boot/vmlinuz-$KVER" "$KDIR.tmp/vmlinuz"
+    # Uncompressed ELF vmlinux from the bzImage payload (what scripts/extract-vmlinux
+    # does). Debian's kernel is xz with the x86 BCJ filter, which busybox's unxz
+    # cannot decode: use xz(1), else python3's lzma; without either, no vmlinux.
+    off=$(grep -abo $'\xfd7zXZ\x00' "$KDIR.tmp/vmlinuz" | head -n 1 | cut -d: -f1 || true)
+    if [ -n "$off" ]; then
+        if command -v xz >/dev/null 2>&1; then
+            tail -c +$((off + 1)) "$KDIR.tmp/vmlinuz" | xz -dcq > "$KDIR.tmp/vmlinux" 2>/dev/null || true
+        elif command -v python3 >/dev/null 2>&1; then
+            python3 -c 'import lzma,sys; d=open(sys.argv[1],"rb").read()[int(sys.argv[2]):]; sys.stdout.buffer.write(lzma.LZMADecompressor().decompress(d))' \
+                "$KDIR.tmp/vmlinuz" "$off" > "$KDIR.tmp/vmlinux" || true
+        fi
+    fi
+    if [ -s "$KDIR.tmp/vmlinux" ] && [ "$(head -c 4 "$KDIR.tmp/vmlinux" | od -An -c | tr -d ' ')" = '177ELF' ]; then
+        say "extracted uncompressed vmlinux ($(stat -c %s "$KDIR.tmp/vmlinux") bytes)"
+    else
+        rm -f "$KDIR.tmp/vmlinux"
+        say "warning: could not extract vmlinux (install xz-utils); only vmlinuz will be built"
+    fi
     # depmod on the full tree to learn dependencies
     depmod -b "$KDIR.tmp/x" "$KVER"
     DEP=$KDIR.tmp/x/lib/modules/$KVER/modules.dep
@@ -127,6 +148,7 @@ KEY=$( {
         "$KDIR/vmlinuz" "$KDIR/vigil-modules" /usr/lib/x86_64-linux-gnu/libc.a | awk '{print $1}'
 } | sha256sum | awk '{print $1}')
 if [ "${VIGIL_GUEST_FORCE:-0}" != 1 ] && [ -f "$OUT/vmlinuz" ] && [ -f "$OUT/initramfs.cpio.gz" ] \
+    && { [ ! -f "$KDIR/vmlinux" ] || [ -f "$OUT/vmlinux" ]; } \
     && [ "$(cat "$OUT/.build-key" 2>/dev/null)" = "$KEY" ]; then
     say "up to date: $OUT/vmlinuz $OUT/initramfs.cpio.gz ($KPKG)"
     exit 0
@@ -167,6 +189,11 @@ say "packing initramfs (cpio newc, sorted, mtime $EPOCH)"
     | gzip -n -9 > "$WORK/initramfs.cpio.gz"
 cp "$KDIR/vmlinuz" "$WORK/vmlinuz"
 mv -f "$WORK/vmlinuz" "$OUT/vmlinuz"
+if [ -f "$KDIR/vmlinux" ]; then
+    cp "$KDIR/vmlinux" "$WORK/vmlinux" && mv -f "$WORK/vmlinux" "$OUT/vmlinux"
+else
+    rm -f "$OUT/vmlinux"
+fi
 mv -f "$WORK/initramfs.cpio.gz" "$OUT/initramfs.cpio.gz"
 echo "$KPKG" > "$OUT/kernel-package"
 echo "$KEY" > "$OUT/.build-key"
