@@ -57,7 +57,7 @@ extension EtcdClient {
         req.headers.add(name: "Content-Type", value: "application/json")
         req.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(WireWatchRequest(create_request: create))))
         let response: HTTPClientResponse
-        do { response = try await watchHTTP.execute(req, timeout: .seconds(2)) }
+        do { response = try await http.execute(req, timeout: .seconds(2)) }
         catch { throw Self.classify(error) }
         guard response.status == .ok else {
             let body = try await response.body.collect(upTo: 1 << 20)

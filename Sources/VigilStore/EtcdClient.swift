@@ -15,7 +15,6 @@ public final class EtcdClient: Sendable {
     public let endpoints: [String]
     public let requestTimeout: Duration
     let http: HTTPClient
-    let watchHTTP: HTTPClient
     let logger: Logger
     private let preferred = Mutex(0)
 
@@ -32,20 +31,13 @@ public final class EtcdClient: Sendable {
         self.endpoints = endpoints.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         self.requestTimeout = requestTimeout
         self.logger = logger
-        var config = HTTPClient.Configuration()
-        config.timeout = .init(connect: .milliseconds(400))
-        config.connectionPool = .init(idleTimeout: .seconds(30))
-        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
-        var watchConfig = HTTPClient.Configuration()
-        watchConfig.timeout = .init(connect: .milliseconds(400))
-        watchHTTP = HTTPClient(eventLoopGroupProvider: .singleton, configuration: watchConfig)
+        // The process-wide client: nothing to shut down, connections pooled per member.
+        // Per-request deadlines bound connecting as well as answering.
+        http = HTTPClient.shared
     }
 
-    /// Close connections. Call once, when done.
-    public func shutdown() async {
-        try? await http.shutdown()
-        try? await watchHTTP.shutdown()
-    }
+    /// Kept for symmetry with other clients: the shared HTTP client needs no shutdown.
+    public func shutdown() async {}
 
     var preferredIndex: Int { preferred.withLock { $0 } }
     func prefer(_ index: Int) { preferred.withLock { $0 = index } }

@@ -35,7 +35,6 @@ struct WireBytes: Codable, Equatable, Sendable {
 
 struct WireHeader: Codable, Sendable {
     var revision: WireInt?
-    var member_id: WireInt?
     var raft_term: WireInt?
 }
 
