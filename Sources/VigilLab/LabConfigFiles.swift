@@ -1,0 +1,135 @@
+import Foundation
+import Yams
+
+/// The agent config `vigild --config FILE`, field for field as in docs/lab-and-config.md.
+/// The lab only writes it; the agent owns its parsing and validation.
+struct AgentConfigFile: Codable, Equatable {
+    struct Etcd: Codable, Equatable {
+        var endpoints: [String]
+        var leaseTTL: Double
+    }
+    struct API: Codable, Equatable { var port: Int }
+    struct Heartbeat: Codable, Equatable {
+        var port: Int
+        var interval: Double
+        var missThreshold: Int
+    }
+    struct Network: Codable, Equatable {
+        var name: String
+        var role: String
+        var address: String
+        var prefix: Int
+        var bridge: String?
+    }
+    struct Capacity: Codable, Equatable {
+        var cpus: Int
+        var memoryMiB: Int
+    }
+
+    var cluster: String
+    var node: String
+    var token: String
+    var clusterKey: String
+    var clusterAddress: String
+    var stateDir: String
+    var etcd: Etcd
+    var api: API
+    var heartbeat: Heartbeat
+    var networks: [Network]
+    var capacity: Capacity
+}
+
+/// The CLI's config (`client.yaml`).
+struct ClientConfigFile: Codable, Equatable {
+    var cluster: String
+    var endpoints: [String]
+    var token: String
+}
+
+enum LabConfigFiles {
+    /// Where the CLI looks last for a client config; written for the default lab only.
+    static let runClientConfig = "/run/vigil/client.yaml"
+    static let defaultLab = "demo"
+
+    /// etcd client endpoints for a host's agent: its own member first, else starting at a
+    /// member chosen by host index so agents without a member spread over the members.
+    static func etcdEndpoints(for host: LabHost, record: LabRecord) -> [String] {
+        let members = record.spec.etcdMembers
+        let start = members.firstIndex(of: host) ?? ((host.index - 1) % members.count)
+        let ordered = members[start...] + members[..<start]
+        return ordered.map(record.plan.etcdClientURL)
+    }
+
+    static func agentConfig(for host: LabHost, record: LabRecord) -> AgentConfigFile {
+        let plan = record.plan
+        let networks: [AgentConfigFile.Network]
+        switch plan.mode {
+        case .namespaces:
+            networks = plan.networks(of: host).map { net in
+                .init(name: net.rawValue, role: net.role, address: plan.address(host, on: net), prefix: 24,
+                      bridge: net == .client ? LabTopology.clientBridge : nil)
+            }
+        case .loopback:
+            // One cluster network: the host's own loopback address, so heartbeats still flow.
+            networks = [.init(name: LabNetwork.cluster1.rawValue, role: "cluster", address: plan.clusterAddress(host), prefix: 8, bridge: nil)]
+        }
+        return AgentConfigFile(
+            cluster: record.spec.name,
+            node: host.name,
+            token: record.token,
+            clusterKey: record.clusterKey,
+            clusterAddress: plan.clusterAddress(host),
+            stateDir: record.hostDirectory(host),
+            etcd: .init(endpoints: etcdEndpoints(for: host, record: record), leaseTTL: record.spec.leaseTTL.seconds),
+            api: .init(port: LabAddressPlan.apiPort),
+            heartbeat: .init(port: LabAddressPlan.heartbeatPort, interval: 0.25, missThreshold: 4),
+            networks: networks,
+            capacity: .init(cpus: record.spec.cpus, memoryMiB: record.spec.memoryMiB))
+    }
+
+    static func clientConfig(record: LabRecord) -> ClientConfigFile {
+        ClientConfigFile(cluster: record.spec.name, endpoints: record.spec.hosts.map(record.plan.apiURL), token: record.token)
+    }
+
+    static func write<T: Encodable>(_ value: T, to path: String) throws {
+        let text = try YAMLEncoder().encode(value)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    /// Writes every host's vigild.yaml, the lab's client.yaml, and for lab `demo` (as root) /run/vigil/client.yaml.
+    static func writeAll(record: LabRecord) throws {
+        for host in record.spec.hosts {
+            try write(agentConfig(for: host, record: record), to: record.hostDirectory(host) + "/vigild.yaml")
+        }
+        let client = clientConfig(record: record)
+        try write(client, to: record.directory + "/client.yaml")
+        if record.spec.name == defaultLab && geteuid() == 0 {
+            try FileManager.default.createDirectory(atPath: "/run/vigil", withIntermediateDirectories: true)
+            try write(client, to: runClientConfig)
+        }
+    }
+
+    /// Removes /run/vigil/client.yaml if it belongs to lab `name` (its cluster field says so).
+    static func removeRunClientConfig(lab name: String) {
+        guard name == defaultLab, let text = try? String(contentsOfFile: runClientConfig, encoding: .utf8),
+              let config = try? YAMLDecoder().decode(ClientConfigFile.self, from: text), config.cluster == name
+        else { return }
+        try? FileManager.default.removeItem(atPath: runClientConfig)
+    }
+
+    /// Random lower-case hex of `bytes` bytes.
+    static func randomHex(bytes: Int) -> String {
+        var rng = SystemRandomNumberGenerator()
+        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &rng)) }.joined()
+    }
+}
+
+extension Duration {
+    /// Whole and fractional seconds as a Double (for YAML and etcd flags).
+    var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) / 1e18
+    }
+
+    var milliseconds: Int { Int((seconds * 1000).rounded()) }
+}

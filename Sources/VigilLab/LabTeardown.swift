@@ -1,0 +1,84 @@
+import Foundation
+
+/// What `down` removed.
+public struct LabTeardownReport: Codable, Sendable, Equatable {
+    public var name: String
+    public var killedPids: [Int32] = []
+    public var deletedNamespaces: [String] = []
+    public var deletedLinks: [String] = []
+    public var removedDirectory: String?
+    /// True when nothing of the lab was left.
+    public var wasAbsent: Bool { killedPids.isEmpty && deletedNamespaces.isEmpty && deletedLinks.isEmpty && removedDirectory == nil }
+}
+
+extension Lab {
+    /// Removes this lab (same as `Lab.down(name:)`).
+    @discardableResult
+    public func down() throws -> LabTeardownReport {
+        try Lab.down(name: name, baseDirectory: spec.baseDirectory)
+    }
+
+    /// Removes everything lab `name` made, from lab.json if it is there and from leftovers if not
+    /// (after a crash): kills the processes of its pidfiles and every process still in its
+    /// namespaces, deletes its namespaces (which takes their veths and the root-namespace peers
+    /// with them), deletes root-namespace veths still named in lab.json, removes its directory
+    /// and, for `demo`, /run/vigil/client.yaml. Idempotent: a missing lab is not an error.
+    @discardableResult
+    public static func down(name: String, baseDirectory: String = LabSpec.defaultBaseDirectory) throws -> LabTeardownReport {
+        guard LabSpec.isValidName(name) else {
+            throw LabError(.invalidSpec, "lab name '\(name)' is invalid: use [a-z][a-z0-9-]{0,30}")
+        }
+        var report = LabTeardownReport(name: name)
+        let directory = baseDirectory + "/" + name
+        let record = try? LabRecord.load(directory: directory)
+
+        // 1. Processes from pidfiles (only those whose command line still names this lab's directory).
+        let pidfiles = pidFiles(in: directory)
+        let owned = pidfiles.compactMap(LabDaemons.readPid).filter { LabDaemons.isAlive($0, owner: directory) }
+        LabDaemons.killAndWait(owned)
+        report.killedPids += owned
+
+        // 2. Namespaces with this lab's exact names, after killing whatever still runs in them.
+        if Lab.namespacesAvailable {
+            let plan = LabAddressPlan(lab: name, index: record?.spec.index ?? 0, mode: .namespaces)
+            let namespaces = try LabTopology.namespaces().filter(plan.ownsNamespace)
+            for ns in namespaces {
+                let pids = LabDaemons.namespacePids(ns)
+                LabDaemons.killAndWait(pids)
+                report.killedPids += pids
+                let r = try CommandRunner.run(["ip", "netns", "del", ns])
+                if !r.succeeded, (try LabTopology.namespaces()).contains(ns) {
+                    throw LabError(.commandFailed, "cannot delete namespace \(ns): \(r.stderr)")
+                }
+                report.deletedNamespaces.append(ns)
+            }
+            // 3. Root-namespace veths (normally gone with the switch namespace).
+            if let record, record.spec.mode == .namespaces {
+                let links = try LabTopology.links(in: nil)
+                for net in LabAddressPlan.rootNetworks where links.contains(record.plan.rootDevice(net)) {
+                    _ = try CommandRunner.run(["ip", "link", "del", record.plan.rootDevice(net)])
+                    report.deletedLinks.append(record.plan.rootDevice(net))
+                }
+            }
+        }
+
+        // 4. Files.
+        LabConfigFiles.removeRunClientConfig(lab: name)
+        if FileManager.default.fileExists(atPath: directory) {
+            try FileManager.default.removeItem(atPath: directory)
+            report.removedDirectory = directory
+        }
+        return report
+    }
+
+    /// `<dir>/<machine>/*.pid`.
+    static func pidFiles(in directory: String) -> [String] {
+        let fm = FileManager.default
+        let machines = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
+        return machines.flatMap { m in
+            ((try? fm.contentsOfDirectory(atPath: "\(directory)/\(m)")) ?? [])
+                .filter { $0.hasSuffix(".pid") }
+                .map { "\(directory)/\(m)/\($0)" }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import Testing
+import VigilTestKit
+@testable import VigilLab
+
+/// Real labs in network namespaces (root). Each test uses its own lab name and index
+/// (10–15), so they run in parallel, and always tears its lab down.
+@Suite struct LabNetnsTests {
+    static func uniqueName() -> String { "t" + LabConfigFiles.randomHex(bytes: 3) }
+
+    /// Brings a lab up, runs `body`, and always brings it down.
+    static func withLab(nodes: Int, index: Int, _ body: (Lab) throws -> Void) throws {
+        let lab = try Lab.up(LabSpec(name: uniqueName(), index: index, nodes: nodes))
+        defer { _ = try? lab.down() }
+        try body(lab)
+    }
+
+    @Test func netnsCapabilityIsPresentOnCI() throws {
+        try Capabilities.require(Capabilities.hasNetns, "netns")
+        try Capabilities.require(Capabilities.hasEtcd, "etcd")
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd))
+    func threeHostsReachEachOtherAndEtcdHasQuorumRequiresNetns() throws {
+        try Self.withLab(nodes: 3, index: 10) { lab in
+            for a in lab.hosts {
+                for b in lab.hosts where a != b {
+                    #expect(try lab.canReach(from: a, address: lab.clusterAddress(b), port: 2379), "\(a) → \(b)")
+                }
+                #expect(try lab.routeDevice(from: a, to: lab.clusterAddress(a == 1 ? 2 : 1)) == "cluster1")
+                let sysctls = try lab.exec(host: a, ["cat", "/proc/sys/net/ipv4/conf/all/ignore_routes_with_linkdown", "/proc/sys/net/ipv4/ip_forward"])
+                #expect(sysctls.stdout.split(separator: "\n") == ["1", "0"])
+            }
+            // Quorum seen from the root namespace, through the cluster addresses.
+            try lab.waitForEtcdQuorum(timeout: .seconds(5))
+            #expect(lab.etcdEndpoints == (1...3).map { "http://10.77.86.\($0):2379" })
+            // Shared state and config files.
+            let loaded = try Lab.load(name: lab.name)
+            #expect(loaded.record == lab.record)
+            #expect(FileManager.default.fileExists(atPath: lab.clientConfigPath))
+            #expect(FileManager.default.fileExists(atPath: lab.configPath(host: 3)))
+            // A second `up` of the same lab is refused, and so is another lab on the same index.
+            #expect { try Lab.up(LabSpec(name: lab.name, index: 10, nodes: 3)) } throws: { ($0 as? LabError)?.code == .alreadyExists }
+            #expect { try Lab.up(LabSpec(name: Self.uniqueName(), index: 10, nodes: 1)) } throws: { ($0 as? LabError)?.code == .alreadyExists }
+
+            // Process faults: freeze and thaw a member, kill a whole host, restart its member.
+            try lab.signal(host: 3, process: .etcd, SIGSTOP)
+            #expect(try lab.status().hosts[2].etcdState == "stopped")
+            try lab.signal(host: 3, process: .etcd, SIGCONT)
+            #expect(try lab.status().hosts[2].etcdState == "running")
+            try lab.killHost(3)
+            #expect(lab.pid(host: 3, process: .etcd) == nil)
+            #expect(LabDaemons.namespacePids(lab.plan.namespace(3)).isEmpty)
+            try lab.startEtcd(host: 3)
+            try lab.waitForEtcdQuorum(timeout: .seconds(10))
+        }
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd))
+    func carrierCutFailsOverToCluster2RequiresNetns() throws {
+        try Self.withLab(nodes: 3, index: 11) { lab in
+            try lab.cut(host: 1, net: .cluster1)
+            #expect(try !lab.hasCarrier(host: 1, net: .cluster1))
+            #expect(try lab.hasCarrier(host: 1, net: .cluster2))
+            // The cut host's kernel skips the linkdown route by itself.
+            #expect(try lab.routeDevice(from: 1, to: lab.clusterAddress(2)) == "cluster2")
+            // Its peers still see their cluster1 up; the heartbeat service will steer them. Do its
+            // job by hand: drop their cluster1 route to n1, and traffic flows both ways over cluster2.
+            for peer: LabHost in [2, 3] {
+                _ = try lab.exec(host: peer, ["ip", "route", "del", "\(lab.clusterAddress(1))/32", "metric", "10"])
+                #expect(try lab.routeDevice(from: peer, to: lab.clusterAddress(1)) == "cluster2")
+                #expect(try lab.canReach(from: 1, address: lab.clusterAddress(peer), port: 2379), "n1 → \(peer)")
+                #expect(try lab.canReach(from: peer, address: lab.clusterAddress(1), port: 2379), "\(peer) → n1")
+            }
+            try lab.restore(host: 1, net: .cluster1)
+            try lab.resetRoutes()
+            #expect(try lab.hasCarrier(host: 1, net: .cluster1))
+            #expect(try lab.routeDevice(from: 1, to: lab.clusterAddress(2)) == "cluster1")
+            #expect(try lab.routeDevice(from: 2, to: lab.clusterAddress(1)) == "cluster1")
+            #expect(try lab.canReach(from: 2, address: lab.clusterAddress(1), port: 2379))
+            #expect(try lab.current().faults.isEmpty)
+        }
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd))
+    func silentCutKeepsCarrierAndDropsTrafficRequiresNetns() throws {
+        try Self.withLab(nodes: 3, index: 12) { lab in
+            try lab.cut(host: 1, net: .cluster1, silent: true)
+            #expect(try lab.hasCarrier(host: 1, net: .cluster1))
+            #expect(try lab.routeDevice(from: 1, to: lab.clusterAddress(2)) == "cluster1")
+            #expect(try !lab.canReach(from: 1, address: lab.clusterAddress(2), port: 2379, timeout: .milliseconds(500)))
+            #expect(try !lab.canReach(from: 2, address: lab.plan.address(1, on: .cluster1), port: 2379, timeout: .milliseconds(500)))
+            // cluster2 still works: the n2–n3 path and n1's storage networks are untouched.
+            #expect(try lab.canReach(from: 2, address: lab.clusterAddress(3), port: 2379))
+            #expect(try lab.current().faults == [LinkFault(host: 1, net: .cluster1, cut: .silent)])
+            try lab.restore(host: 1, net: .cluster1)
+            #expect(try lab.canReach(from: 1, address: lab.clusterAddress(2), port: 2379))
+        }
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd))
+    func partitionIsolatesTheMinorityRequiresNetns() throws {
+        try Self.withLab(nodes: 3, index: 13) { lab in
+            try lab.partition([[1, 2], [3]])
+            #expect(try lab.canReach(from: 1, address: lab.clusterAddress(2), port: 2379))
+            for majority: LabHost in [1, 2] {
+                #expect(try !lab.canReach(from: 3, address: lab.clusterAddress(majority), port: 2379, timeout: .milliseconds(500)))
+                #expect(try !lab.canReach(from: majority, address: lab.plan.address(3, on: .cluster2), port: 2379, timeout: .milliseconds(500)))
+            }
+            // Carrier stays up on the minority: only heartbeats can tell.
+            #expect(try lab.hasCarrier(host: 3, net: .cluster1))
+            // The majority keeps quorum; the root namespace stays with side 0 and cannot see n3.
+            try lab.waitUntilEtcdHealthy([1, 2], timeout: .seconds(10))
+            #expect(!lab.isEtcdHealthy(3))
+            try lab.heal()
+            #expect(try lab.canReach(from: 3, address: lab.clusterAddress(1), port: 2379))
+            try lab.waitForEtcdQuorum(timeout: .seconds(10))
+            #expect(try lab.current().partition.isEmpty)
+        }
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd))
+    func downRemovesEverythingAlsoAfterACrashRequiresNetns() throws {
+        let name = Self.uniqueName()
+        let lab = try Lab.up(LabSpec(name: name, index: 14, nodes: 2))
+        defer { _ = try? lab.down() }
+        // Two hosts: a witness member in its own namespace makes three.
+        let namespaces = try LabTopology.namespaces().filter(lab.plan.ownsNamespace).sorted()
+        #expect(namespaces == ["\(name)-n1", "\(name)-n2", "\(name)-sw", "\(name)-w"])
+        try lab.waitUntilEtcdHealthy([1, 2, .witness], timeout: .seconds(5))
+        let pids = lab.spec.etcdMembers.compactMap { lab.pid(host: $0, process: .etcd) }
+        #expect(pids.count == 3)
+        // Simulate a crash halfway: a frozen member, a stray process in a namespace, lab.json gone.
+        try lab.signal(host: 2, process: .etcd, SIGSTOP)
+        _ = try CommandRunner.check(["setsid", "-f", "ip", "netns", "exec", "\(name)-n1", "sleep", "300"])
+        try FileManager.default.removeItem(atPath: lab.directory + "/lab.json")
+
+        let report = try Lab.down(name: name)
+        #expect(Set(report.deletedNamespaces) == Set(namespaces))
+        #expect(try LabTopology.namespaces().filter(lab.plan.ownsNamespace).isEmpty)
+        #expect(try LabTopology.links(in: nil).isDisjoint(with: ["vl14-c1", "vl14-cl"]))
+        #expect(pids.allSatisfy { !LabDaemons.isAlive($0) })
+        #expect(!FileManager.default.fileExists(atPath: lab.directory))
+        // Idempotent.
+        #expect(try Lab.down(name: name).wasAbsent)
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd))
+    func twoLabsCoexistRequiresNetns() throws {
+        try Self.withLab(nodes: 1, index: 15) { a in
+            try Self.withLab(nodes: 1, index: 9) { b in
+                #expect(a.clusterAddress(1) == "10.77.126.1")
+                #expect(b.clusterAddress(1) == "10.77.78.1")
+                try a.waitForEtcdQuorum(timeout: .seconds(5))
+                try b.waitForEtcdQuorum(timeout: .seconds(5))
+                // Labs are isolated from each other.
+                #expect(try !a.canReach(from: 1, address: b.clusterAddress(1), port: 2379, timeout: .milliseconds(300)))
+                try b.down()
+                try a.waitForEtcdQuorum(timeout: .seconds(5))
+            }
+        }
+    }
+}
+
+/// Loopback mode: no namespaces, so no root needed; needs etcd.
+@Suite struct LabLoopbackTests {
+    @Test func etcdCapabilityIsPresentOnCI() throws {
+        try Capabilities.require(Capabilities.hasEtcd, "etcd")
+    }
+
+    @Test(.enabled(if: Capabilities.hasEtcd))
+    func loopbackLabRunsEtcdAndRefusesLinkFaultsRequiresEtcd() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("vigil-lab-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let lab = try Lab.up(LabSpec(name: "loop", index: 12, nodes: 3, mode: .loopback, baseDirectory: base))
+        defer { _ = try? lab.down() }
+        #expect(lab.etcdEndpoints == ["http://127.0.0.121:2379", "http://127.0.0.122:2379", "http://127.0.0.123:2379"])
+        try lab.waitForEtcdQuorum(timeout: .seconds(5))
+        #expect { try lab.cut(host: 1, net: .cluster1) } throws: { ($0 as? LabError)?.code == .unsupportedInLoopback }
+        #expect { try lab.partition([[1], [2, 3]]) } throws: { ($0 as? LabError)?.code == .unsupportedInLoopback }
+        try lab.signal(host: 1, process: .etcd, SIGKILL)
+        #expect(lab.pid(host: 1, process: .etcd) == nil)
+        try lab.waitUntilEtcdHealthy([2, 3], timeout: .seconds(10))
+        try lab.startEtcd(host: 1)
+        try lab.waitForEtcdQuorum(timeout: .seconds(10))
+        let pids = lab.spec.etcdMembers.compactMap { lab.pid(host: $0, process: .etcd) }
+        try Lab.down(name: "loop", baseDirectory: base)
+        #expect(pids.count == 3 && pids.allSatisfy { !LabDaemons.isAlive($0) })
+    }
+}
