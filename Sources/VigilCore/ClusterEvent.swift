@@ -50,6 +50,8 @@ public struct EventID: Hashable, Comparable, Codable, Sendable {
         rawValue = Self.pad(atMillis, 15) + "-" + Self.pad(Int64(sequence % 1_000_000_000), 9) + "-" + reporter.rawValue
     }
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+    public init(from decoder: Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+    public func encode(to encoder: Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(rawValue) }
     static func pad(_ v: Int64, _ width: Int) -> String {
         let s = String(max(v, 0)); return String(repeating: "0", count: max(0, width - s.count)) + s
     }

@@ -77,7 +77,7 @@ public final class EtcdClient: Sendable {
         throw EtcdError(.unreachable, "no etcd member reachable at \(endpoints.joined(separator: ", ")) (last: \(lastProblem))")
     }
 
-    private func post<Resp: Decodable>(_ url: String, _ payload: Data, timeout: Duration) async throws -> Resp {
+    func post<Resp: Decodable>(_ url: String, _ payload: Data, timeout: Duration) async throws -> Resp {
         var req = HTTPClientRequest(url: url)
         req.method = .POST
         req.headers.add(name: "Content-Type", value: "application/json")

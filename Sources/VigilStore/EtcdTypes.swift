@@ -146,3 +146,8 @@ func prefixEnd(_ prefix: String) -> [UInt8] {
     }
     return [0]
 }
+
+/// The range end covering every key with this prefix, as a string (keys here are ASCII).
+public func rangeEnd(ofPrefix prefix: String) -> String {
+    String(decoding: prefixEnd(prefix), as: UTF8.self)
+}

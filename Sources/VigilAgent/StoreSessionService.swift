@@ -1,0 +1,131 @@
+import Logging
+import ServiceLifecycle
+import VigilCore
+import VigilStore
+
+/// Holds this node's place in the cluster: a lease, `nodes/<node>` and `alive/<node>`
+/// bound to the lease, renewed every TTL/6. When renewals stop being acknowledged for
+/// a whole TTL the lease counts as lost (it may already be gone at etcd) and the node
+/// starts over with a new one. On graceful shutdown it records that it leaves and
+/// revokes the lease, so peers see it gone at once instead of after the TTL.
+public struct StoreSessionService: Service {
+    let config: AgentConfig
+    let etcd: EtcdClient
+    let state: NodeState
+    let events: EventLog
+    let links: LinkMonitor
+    let logger: Logger
+
+    public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog, logger: Logger) {
+        self.config = config; self.etcd = etcd; self.state = state; self.events = events
+        self.links = LinkMonitor(networks: config.networks); self.logger = logger
+    }
+
+    var keys: KeySpace { config.keys }
+    var ttlSeconds: Int64 { config.leaseTTL.components.seconds }
+    var renewEvery: Duration { config.leaseTTL / 6 }
+
+    public func run() async throws {
+        try? await cancelWhenGracefulShutdown { await self.loop() }
+        await leave()
+    }
+
+    private func loop() async {
+        var first = true
+        var lostAt: ContinuousClock.Instant?
+        while !Task.isCancelled {
+            let sent = ContinuousClock.now
+            guard let lease = await establish() else {
+                try? await Task.sleep(for: .milliseconds(300))
+                continue
+            }
+            await state.acquired(lease: lease, sentAt: sent)
+            if first {
+                logger.info("joined the cluster", metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
+                try? await events.record(ClusterEvent(kind: .nodeStarted, severity: .info, reporter: config.node, node: config.node,
+                                                      message: "vigild \(VigilVersion.current) started on \(config.node) (lease TTL \(ttlSeconds) s)"))
+            } else if let lostAt {
+                let gap = ContinuousClock.now - lostAt
+                logger.warning("regained quorum with a new lease", metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
+                try? await events.record(ClusterEvent(kind: .quorumRegained, severity: .warning, reporter: config.node, node: config.node,
+                                                      message: "\(config.node) holds a lease again after \(gap) without one"))
+            }
+            first = false
+            await keepAlive(lease)
+            if Task.isCancelled { return }  // shutting down: `leave` revokes the lease
+            lostAt = .now
+            await state.lost()
+            try? await etcd.revokeLease(lease)  // best effort: it may linger at etcd otherwise
+        }
+    }
+
+    /// Grant a lease, register, and bind `alive/<node>` to it. Nil when the store is not reachable.
+    private func establish() async -> Int64? {
+        do {
+            let lease = try await etcd.grantLease(ttl: ttlSeconds)
+            var record = config.nodeRecord
+            // An operator's pause survives restarts.
+            if let old = try await etcd.get(keys.node(config.node)), let prev = try? old.decode(NodeRecord.self) {
+                record.adminState = prev.adminState
+            }
+            let current = links.read()
+            await state.setLinks(current)
+            _ = try await etcd.txn([], then: [
+                try .putJSON(keys.node(config.node), record),
+                try .putJSON(keys.alive(config.node), AliveRecord(leaseID: lease.id, links: current), lease: lease.id),
+            ])
+            return lease.id
+        } catch {
+            logger.warning("cannot join the cluster store; retrying", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Renew until the lease is lost or the task is cancelled.
+    private func keepAlive(_ lease: Int64) async {
+        var lastAcked = ContinuousClock.now
+        while !Task.isCancelled {
+            do { try await Task.sleep(for: renewEvery) } catch { return }
+            await refreshLinks(lease)
+            let sent = ContinuousClock.now
+            let left = lastAcked + config.leaseTTL - sent
+            if left <= .zero { break }
+            do {
+                try await etcd.keepAlive(lease, timeout: min(left, renewEvery * 2))
+                lastAcked = sent
+                await state.renewed(sentAt: sent)
+            } catch let e as EtcdError where e.code == .leaseNotFound {
+                logger.error("lease is gone at etcd", metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
+                return
+            } catch {
+                logger.warning("lease renewal failed", metadata: ["error": "\(error)", "vigil.left": "\(left)"])
+            }
+        }
+        if !Task.isCancelled {
+            logger.error("lost quorum: no renewal acknowledged for a whole TTL", metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
+        }
+    }
+
+    /// Rewrite `alive/<node>` when one of our links changes state.
+    private func refreshLinks(_ lease: Int64) async {
+        let current = links.read()
+        guard current != (await state.links) else { return }
+        logger.info("link state changed", metadata: ["vigil.links": "\(current)"])
+        do {
+            try await etcd.compareAndSwap([.lease(keys.alive(config.node), equals: lease)],
+                                          then: [try .putJSON(keys.alive(config.node), AliveRecord(leaseID: lease, links: current), lease: lease)])
+            await state.setLinks(current)
+        } catch {
+            logger.debug("could not publish link state yet", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func leave() async {
+        guard let lease = await state.leaseID else { return }
+        logger.info("leaving the cluster: revoking the lease")
+        try? await events.record(ClusterEvent(kind: .nodeLeaving, severity: .info, reporter: config.node, node: config.node,
+                                              message: "\(config.node) is shutting down and leaves the cluster"))
+        try? await etcd.revokeLease(lease)
+        await state.lost()
+    }
+}

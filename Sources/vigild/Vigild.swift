@@ -1,0 +1,74 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import VigilAgent
+import VigilAPI
+import VigilCore
+import VigilStore
+
+/// `vigild`: the node agent. Its parts run as services of one ServiceGroup, in
+/// dependency order; SIGTERM/SIGINT shut them down in reverse (the API stops, the
+/// leader steps down, the session revokes its lease).
+@main
+struct Vigild: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "vigild", abstract: "The Vigil node agent.")
+
+    @Option(help: "Agent config file (YAML).") var config: String
+    @Option(help: "Override the node name.") var node: String?
+    @Option(help: "Override the API port.") var apiPort: Int?
+    @Option(help: "Override the lease TTL in seconds.") var leaseTtl: Double?
+    @Option(help: "Override the state directory.") var stateDir: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
+    @Flag(help: "Check the config and exit.") var checkConfig = false
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error")
+        }
+        let cfg: AgentConfig
+        do {
+            cfg = try AgentConfig.load(path: config, overrides: .init(node: node, apiPort: apiPort, leaseTTL: leaseTtl, stateDir: stateDir))
+        } catch let e as ConfigError {
+            FileHandle.standardError.write(Data("vigild: refusing to start: \(e)\n".utf8))
+            throw ExitCode(78)  // EX_CONFIG
+        }
+        if checkConfig { print("config OK: node \(cfg.node) in cluster \(cfg.cluster)"); return }
+        do { try FileManager.default.createDirectory(atPath: cfg.stateDir, withIntermediateDirectories: true) }
+        catch {
+            FileHandle.standardError.write(Data("vigild: refusing to start: config field 'stateDir': cannot create '\(cfg.stateDir)': \(error)\n".utf8))
+            throw ExitCode(78)
+        }
+
+        let nodeName = cfg.node.rawValue
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            h.metadata = ["vigil.self": "\(nodeName)"]
+            return h
+        }
+        let logger = Logger(label: "vigild")
+        let etcd = try EtcdClient(endpoints: cfg.etcdEndpoints, logger: Logger(label: "vigil.etcd"))
+        let state = NodeState(node: cfg.node)
+        let events = EventLog(etcd: etcd, keys: cfg.keys, reporter: cfg.node)
+        let queries = ClusterQueries(config: cfg, etcd: etcd, state: state, events: events)
+
+        let session = StoreSessionService(config: cfg, etcd: etcd, state: state, events: events, logger: logger)
+        let election = LeaderElectionService(config: cfg, etcd: etcd, state: state, events: events, logger: logger)
+        let api = APIServer.make(queries: queries, host: cfg.clusterAddress, port: cfg.apiPort, logger: Logger(label: "vigil.api"))
+
+        logger.info("starting", metadata: ["vigil.cluster": "\(cfg.cluster)", "vigil.api": "\(cfg.clusterAddress):\(cfg.apiPort)",
+                                           "vigil.etcd": "\(cfg.etcdEndpoints.joined(separator: ","))"])
+        let group = ServiceGroup(configuration: .init(
+            services: [
+                .init(service: session),
+                .init(service: election),
+                .init(service: api),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await group.run()
+        logger.info("stopped")
+    }
+}
