@@ -47,7 +47,7 @@ def wait_http(url, timeout, since=None):
     last_err = None
     while time.time() < deadline:
         try:
-            ans = http_get(url, timeout=3.0, connect_timeout=0.2)
+            ans = http_get(url, timeout=1.0, connect_timeout=0.2)
             print(json.dumps({"after_s": round(time.time() - t0, 3), "answer": ans}))
             return 0
         except Exception as e:  # not up yet
