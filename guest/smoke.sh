@@ -71,7 +71,7 @@ start_qemu() {
     rm -f "$WORK/$tag.qmp"
     T0=$(date +%s.%N)
     "${pre[@]}" nice -n 10 qemu-system-x86_64 \
-        -machine pc -accel tcg -cpu qemu64 -smp 1 -m 128 \
+        -machine pc -accel tcg -cpu qemu64 -smp 1 -m 256 \
         -nodefaults -no-user-config -display none -no-reboot "${FIRMWARE[@]}" \
         -kernel "$KERNEL" -initrd "$OUT/initramfs.cpio.gz" \
         -append "console=ttyS0 quiet cryptomgr.notests panic=-1 $append" \

@@ -78,6 +78,7 @@ static _Atomic int dirty_rate;         /* MiB/s */
 static _Atomic int dirty_mem = 64;     /* MiB working set */
 static _Atomic uint64_t dirtied_pages;
 static _Atomic int dirty_mem_actual;   /* MiB currently mapped */
+static char dirty_error[96];           /* last dirtier error, "" if none */
 
 static uint64_t http_ready_ms;
 static _Atomic uint64_t http_requests;
@@ -222,10 +223,21 @@ out:
 }
 
 /* ---- dirtier ---- */
+static long mem_available_mib(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[128];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb < 0 ? -1 : kb / 1024;
+}
+
 static void *dirtier_main(void *arg) {
     (void)arg;
     char *mem = NULL;
-    size_t mapped = 0, npages = 0, idx = 0;
+    size_t mapped = 0, npages = 0, idx = 0, clamped_from = 0;
     uint64_t last = now_us();
     double credit = 0;
     uint8_t stamp = 1;
@@ -238,14 +250,29 @@ static void *dirtier_main(void *arg) {
         size_t want = (size_t)(dirty_mem > 0 ? dirty_mem : 0) << 20;
         if (rate <= 0 || want == 0) {
             credit = 0;
-            if (mem && want != mapped) { munmap(mem, mapped); mem = NULL; mapped = 0; dirty_mem_actual = 0; }
+            if (mem && want != mapped) { munmap(mem, mapped); mem = NULL; mapped = 0; dirty_mem_actual = 0; clamped_from = 0; }
             continue;
         }
-        if (want != mapped) {
-            if (mem) munmap(mem, mapped);
+        if (want != mapped && want != clamped_from) {
+            if (mem) { munmap(mem, mapped); mem = NULL; mapped = 0; }
+            /* Never let the working set push the guest into the OOM killer:
+               cap it to MemAvailable minus a margin, and say so. */
+            long avail = mem_available_mib();
+            size_t req = want;
+            if (avail >= 0 && (long)(want >> 20) > avail - 24) {
+                long cap = avail - 24 > 0 ? avail - 24 : 0;
+                snprintf(dirty_error, sizeof dirty_error, "working set capped to %ld MiB (MemAvailable %ld MiB)", cap, avail);
+                logmsg("dirtier: %s", dirty_error);
+                want = (size_t)cap << 20;
+                clamped_from = req;
+                if (want == 0) { dirty_mem_actual = 0; continue; }
+            } else {
+                clamped_from = 0;
+            }
             mem = mmap(NULL, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
             if (mem == MAP_FAILED) {
-                logmsg("dirtier: cannot map %zu MiB: %s", want >> 20, strerror(errno));
+                snprintf(dirty_error, sizeof dirty_error, "cannot map %zu MiB: %s", want >> 20, strerror(errno));
+                logmsg("dirtier: %s", dirty_error);
                 mem = NULL; mapped = 0; dirty_mem_actual = 0;
                 dirty_mem = 0;
                 continue;
@@ -254,8 +281,10 @@ static void *dirtier_main(void *arg) {
             npages = want / 4096;
             idx = 0;
             dirty_mem_actual = (int)(want >> 20);
+            if (!clamped_from) dirty_error[0] = 0;
             logmsg("dirtier: %d MiB/s over %zu MiB", rate, want >> 20);
         }
+        if (!mem) continue;
         if (dt > 0.5) dt = 0.5; /* after a pause (migration, SIGSTOP) don't burst */
         credit += dt * rate * 256.0; /* pages */
         size_t todo = (size_t)credit;
@@ -340,7 +369,7 @@ static int status_json(char *b, size_t n) {
         "\"start_counter\":%llu,\"uptime_ms\":%llu,\"http_ready_ms\":%llu,"
         "\"writes\":%llu,\"write_errors\":%llu,\"last_write_errno\":%d,\"last_write_us\":%llu,"
         "\"write_ms\":%d,\"disk\":\"%s\",\"disk_ok\":%s,\"writer_stopped\":%s,"
-        "\"dirty_mib_s\":%d,\"dirty_mem_mib\":%d,\"dirtied_mib\":%llu,"
+        "\"dirty_mib_s\":%d,\"dirty_mem_mib\":%d,\"dirty_mem_actual_mib\":%d,\"dirtied_mib\":%llu,\"dirty_error\":\"%s\","
         "\"ip\":\"%s\",\"requests\":%llu}\n",
         cfg_name, boot_id, (unsigned long long)counter, (unsigned long long)flushed,
         (unsigned long long)start_counter, (unsigned long long)now_ms(CLOCK_BOOTTIME),
@@ -348,7 +377,7 @@ static int status_json(char *b, size_t n) {
         (unsigned long long)writes_ok, (unsigned long long)write_errors, (int)last_write_errno,
         (unsigned long long)last_write_us, (int)write_ms, cfg_disk,
         disk_ok ? "true" : "false", writer_stopped ? "true" : "false",
-        (int)dirty_rate, (int)dirty_mem, (unsigned long long)(dirtied_pages / 256),
+        (int)dirty_rate, (int)dirty_mem, (int)dirty_mem_actual, (unsigned long long)(dirtied_pages / 256), dirty_error,
         cfg_ip, (unsigned long long)http_requests);
 }
 
