@@ -55,7 +55,10 @@ struct ErrorShapeMiddleware<Context: RequestContext>: RouterMiddleware {
 /// Refuses requests without `Authorization: Bearer <token>` (401).
 struct BearerAuthMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String
+    /// Paths served without a token.
+    var openPaths: Set<String> = []
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if openPaths.contains(request.uri.path) { return try await next(request, context) }
         guard let header = request.headers[.authorization] else {
             throw APIError.unauthorized("missing bearer token: send 'Authorization: Bearer <token>' (the token is in the cluster config)")
         }

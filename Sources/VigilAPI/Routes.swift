@@ -8,10 +8,12 @@ public enum VigilRoutes {
     public static func buildRouter(queries: ClusterQueries, token: String) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorShapeMiddleware())
+        // On the whole router, not a group: unknown paths are refused (401) too, not revealed (404).
+        router.add(middleware: BearerAuthMiddleware(token: token, openPaths: ["/healthz"]))
         router.get("/healthz") { _, _ in
             JSONBody(Health(ok: true, node: queries.config.node))
         }
-        let v1 = router.group("/v1").add(middleware: BearerAuthMiddleware(token: token))
+        let v1 = router.group("/v1")
         v1.get("/status") { _, _ in
             JSONBody(await queries.status())
         }
