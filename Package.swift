@@ -39,9 +39,16 @@ let package = Package(
             "VigilCore",
             .product(name: "Yams", package: "Yams"),
         ]),
+        // QEMU: command lines, the QMP client, processes (launch, adopt, kill), KVM probe, taps.
+        .target(name: "VigilQEMU", dependencies: [
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The node agent's services.
         .target(name: "VigilAgent", dependencies: [
-            "VigilCore", "VigilStore",
+            "VigilCore", "VigilStore", "VigilQEMU",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),
@@ -82,6 +89,7 @@ let package = Package(
         .target(name: "VigilTestKit", dependencies: ["VigilCore"], path: "Tests/VigilTestKit"),
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
         .testTarget(name: "VigilDiskTests", dependencies: ["VigilDisk"]),
+        .testTarget(name: "VigilQEMUTests", dependencies: ["VigilQEMU", "VigilTestKit"]),
         .testTarget(name: "VigilStoreTests", dependencies: ["VigilStore", "VigilTestKit"]),
         .testTarget(name: "VigilAgentTests", dependencies: ["VigilAgent", "VigilTestKit"]),
         .testTarget(name: "VigilAPITests", dependencies: [
