@@ -53,7 +53,8 @@ public struct Lab: Sendable {
         let record = LabRecord(
             spec: spec, etcdBinary: etcd, vigildBinary: vigild,
             token: LabConfigFiles.randomHex(bytes: 16), clusterKey: LabConfigFiles.randomHex(bytes: 32),
-            etcdClusterToken: "\(spec.name)-\(LabConfigFiles.randomHex(bytes: 4))", createdAt: Date())
+            etcdClusterToken: "\(spec.name)-\(LabConfigFiles.randomHex(bytes: 4))",
+            createdAt: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
         let lab = Lab(record: record)
         do {
             // lab.json first: from here on, `down` finds everything this lab makes.

@@ -68,7 +68,7 @@ enum LabDaemons {
         command += binary
         let pidPath = pidFile(record, host, process)
         try? FileManager.default.removeItem(atPath: pidPath)
-        try CommandRunner.check(["setsid", "-f", "bash", "-c", wrapper, pidPath, logFile(record, host, process)] + command)
+        try CommandRunner.spawn(["setsid", "-f", "bash", "-c", wrapper, pidPath, logFile(record, host, process)] + command)
         let deadline = ContinuousClock.now + .seconds(5)
         while ContinuousClock.now < deadline {
             if let pid = readPid(pidPath) { return pid }
@@ -104,6 +104,14 @@ enum LabDaemons {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return nil }
         return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+    }
+
+    /// Waits up to 2 s until the process state (nil: gone) satisfies `done`.
+    static func waitForState(_ pid: Int32, _ done: (Character?) -> Bool) {
+        let deadline = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < deadline, !done(state(pid)) {
+            Thread.sleep(forTimeInterval: 0.005)
+        }
     }
 
     /// SIGKILLs `pids` and waits up to 5 s until none is alive.

@@ -17,7 +17,7 @@ extension Lab {
     public func canReach(from host: LabHost, address: String, port: Int, timeout: Duration = .seconds(1)) throws -> Bool {
         let seconds = String(format: "%.3f", timeout.seconds)
         let script = "exec 3<>/dev/tcp/\(address)/\(port) && echo open"
-        let r = try exec(host: host, ["timeout", seconds, "bash", "-c", script])
+        let r = try exec(host: host, ["timeout", "-s", "KILL", seconds, "bash", "-c", script])
         return r.stdout.contains("open") || r.stderr.contains("Connection refused")
     }
 
@@ -126,7 +126,13 @@ extension Lab {
         guard kill(pid, signal) == 0 else {
             throw LabError(.commandFailed, "kill(\(pid), \(signal)) for \(process) on \(host) failed: \(String(cString: strerror(errno)))")
         }
-        if signal == SIGKILL { LabDaemons.killAndWait([pid]) }
+        // Return once the signal took effect, so a caller can check the state right after.
+        switch signal {
+        case SIGKILL: LabDaemons.killAndWait([pid])
+        case SIGSTOP: LabDaemons.waitForState(pid) { $0 == "T" || $0 == nil }
+        case SIGCONT: LabDaemons.waitForState(pid) { $0 != "T" }
+        default: break
+        }
     }
 
     /// (Re)starts the etcd member of `host` with its existing data directory.

@@ -20,8 +20,8 @@ extension Lab {
 
     /// Removes everything lab `name` made, from lab.json if it is there and from leftovers if not
     /// (after a crash): kills the processes of its pidfiles and every process still in its
-    /// namespaces, deletes its namespaces (which takes their veths and the root-namespace peers
-    /// with them), deletes root-namespace veths still named in lab.json, removes its directory
+    /// namespaces, deletes the root-namespace veths peered with its namespaces (and those named in
+    /// lab.json), deletes its namespaces (taking their veths along), removes its directory
     /// and, for `demo`, /run/vigil/client.yaml. Idempotent: a missing lab is not an error.
     @discardableResult
     public static func down(name: String, baseDirectory: String = LabSpec.defaultBaseDirectory) throws -> LabTeardownReport {
@@ -38,10 +38,21 @@ extension Lab {
         LabDaemons.killAndWait(owned)
         report.killedPids += owned
 
-        // 2. Namespaces with this lab's exact names, after killing whatever still runs in them.
+        // 2. Namespaces with this lab's exact names (and their root-namespace veths), after killing whatever still runs in them.
         if Lab.namespacesAvailable {
             let plan = LabAddressPlan(lab: name, index: record?.spec.index ?? 0, mode: .namespaces)
             let namespaces = try LabTopology.namespaces().filter(plan.ownsNamespace)
+            // Root-namespace veths first: a deleted namespace is destroyed asynchronously, and
+            // its veth peers in the root namespace would linger for a moment.
+            var rootLinks = try LabTopology.rootLinks(peeredWith: namespaces)
+            if let record, record.spec.mode == .namespaces {
+                let present = try LabTopology.links(in: nil)
+                rootLinks += LabAddressPlan.rootNetworks.map(record.plan.rootDevice).filter { present.contains($0) && !rootLinks.contains($0) }
+            }
+            for link in rootLinks {
+                _ = try CommandRunner.run(["ip", "link", "del", link])
+                report.deletedLinks.append(link)
+            }
             for ns in namespaces {
                 let pids = LabDaemons.namespacePids(ns)
                 LabDaemons.killAndWait(pids)
@@ -52,17 +63,9 @@ extension Lab {
                 }
                 report.deletedNamespaces.append(ns)
             }
-            // 3. Root-namespace veths (normally gone with the switch namespace).
-            if let record, record.spec.mode == .namespaces {
-                let links = try LabTopology.links(in: nil)
-                for net in LabAddressPlan.rootNetworks where links.contains(record.plan.rootDevice(net)) {
-                    _ = try CommandRunner.run(["ip", "link", "del", record.plan.rootDevice(net)])
-                    report.deletedLinks.append(record.plan.rootDevice(net))
-                }
-            }
         }
 
-        // 4. Files.
+        // 3. Files.
         LabConfigFiles.removeRunClientConfig(lab: name)
         if FileManager.default.fileExists(atPath: directory) {
             try FileManager.default.removeItem(atPath: directory)

@@ -19,6 +19,22 @@ enum LabTopology {
         }
     }
 
+    /// Root-namespace interfaces whose veth peer lives in one of `namespaces` (by netns id), so
+    /// `down` finds them without lab.json.
+    static func rootLinks(peeredWith namespaces: [String]) throws -> [String] {
+        let listed = try JSONSerialization.jsonObject(with: Data(try CommandRunner.check(["ip", "-j", "netns", "list"]).utf8)) as? [[String: Any]] ?? []
+        let ids = Set(listed.compactMap { ns -> Int? in
+            guard let name = ns["name"] as? String, namespaces.contains(name) else { return nil }
+            return ns["id"] as? Int
+        })
+        guard !ids.isEmpty else { return [] }
+        let links = try JSONSerialization.jsonObject(with: Data(try CommandRunner.check(["ip", "-j", "link", "show"]).utf8)) as? [[String: Any]] ?? []
+        return links.compactMap { link in
+            guard let id = link["link_netnsid"] as? Int, ids.contains(id) else { return nil }
+            return link["ifname"] as? String
+        }
+    }
+
     /// Interface names in a namespace (nil: the root namespace).
     static func links(in namespace: String?) throws -> Set<String> {
         var args = ["ip"]
