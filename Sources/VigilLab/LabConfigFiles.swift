@@ -91,17 +91,54 @@ enum LabConfigFiles {
         ClientConfigFile(cluster: record.spec.name, endpoints: record.spec.hosts.map(record.plan.apiURL), token: record.token)
     }
 
-    static func write<T: Encodable>(_ value: T, to path: String) throws {
-        let text = try YAMLEncoder().encode(value)
+    /// YAML laid out as in docs/lab-and-config.md (flow style for lists and small maps); strings
+    /// double-quoted where YAML could read them as something else (hex tokens as numbers, URLs).
+    static func render(_ c: AgentConfigFile) -> String {
+        let networks = c.networks.map { n in
+            "  - {name: \(n.name), role: \(n.role), address: \(n.address), prefix: \(n.prefix)\(n.bridge.map { ", bridge: \($0)" } ?? "")}"
+        }
+        return ([
+            "cluster: \(c.cluster)",
+            "node: \(c.node)",
+            "token: \(quoted(c.token))",
+            "clusterKey: \(quoted(c.clusterKey))",
+            "clusterAddress: \(c.clusterAddress)",
+            "stateDir: \(quoted(c.stateDir))",
+            "etcd:",
+            "  endpoints: \(flowList(c.etcd.endpoints))",
+            "  leaseTTL: \(c.etcd.leaseTTL)",
+            "api:",
+            "  port: \(c.api.port)",
+            "heartbeat:",
+            "  port: \(c.heartbeat.port)",
+            "  interval: \(c.heartbeat.interval)",
+            "  missThreshold: \(c.heartbeat.missThreshold)",
+            "networks:",
+        ] + networks + [
+            "capacity: {cpus: \(c.capacity.cpus), memoryMiB: \(c.capacity.memoryMiB)}",
+        ]).joined(separator: "\n") + "\n"
+    }
+
+    static func render(_ c: ClientConfigFile) -> String {
+        "cluster: \(c.cluster)\nendpoints: \(flowList(c.endpoints))\ntoken: \(quoted(c.token))\n"
+    }
+
+    static func quoted(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
+    static func flowList(_ items: [String]) -> String { "[" + items.map(quoted).joined(separator: ", ") + "]" }
+
+    static func write(_ text: String, to path: String) throws {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
     }
 
     /// Writes every host's vigild.yaml, the lab's client.yaml, and for lab `demo` (as root) /run/vigil/client.yaml.
     static func writeAll(record: LabRecord) throws {
         for host in record.spec.hosts {
-            try write(agentConfig(for: host, record: record), to: record.hostDirectory(host) + "/vigild.yaml")
+            try write(render(agentConfig(for: host, record: record)), to: record.hostDirectory(host) + "/vigild.yaml")
         }
-        let client = clientConfig(record: record)
+        let client = render(clientConfig(record: record))
         try write(client, to: record.directory + "/client.yaml")
         if record.spec.name == defaultLab && geteuid() == 0 {
             try FileManager.default.createDirectory(atPath: "/run/vigil", withIntermediateDirectories: true)

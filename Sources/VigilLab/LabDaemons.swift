@@ -5,8 +5,8 @@ import Foundation
 /// A process runs detached: `setsid -f` forks it into its own session, so it outlives the CLI
 /// invocation (and the test) that started it and init reaps it; a tiny bash wrapper writes its
 /// pid to `<host dir>/<process>.pid`, closes inherited descriptors, points stdout/stderr at
-/// `<host dir>/<process>.log`, then execs `ip netns exec <ns> nice -n -10 <binary> …`, so the
-/// pid in the file is the binary's own (each of those steps execs, none forks).
+/// `<host dir>/<process>.log`, then execs `env VIGIL_LAB_OWNER=<lab dir> ip netns exec <ns>
+/// nice -n -10 <binary> …`, so the pid in the file is the binary's own (each step execs, none forks).
 enum LabDaemons {
     static func pidFile(_ record: LabRecord, _ host: LabHost, _ process: LabProcess) -> String {
         record.hostDirectory(host) + "/\(process.rawValue).pid"
@@ -59,7 +59,9 @@ enum LabDaemons {
             throw LabError(.alreadyExists, "\(process) on \(host) is already running (pid \(pid))")
         }
         let binary = process == .etcd ? etcdArguments(record, host) : try vigildArguments(record, host)
-        var command: [String] = []
+        // The owner mark survives every exec, so `pid` recognises the process even when the binary
+        // execs something else (a wrapper script), and never mistakes a reused pid for ours.
+        var command = [try CommandRunner.resolve("env"), "\(ownerVariable)=\(record.directory)"]
         if record.spec.mode == .namespaces {
             command += [try CommandRunner.resolve("ip"), "netns", "exec", record.plan.namespace(host)]
         }
@@ -89,12 +91,16 @@ enum LabDaemons {
         return pid
     }
 
+    /// Environment variable naming the lab directory in every process the lab starts.
+    static let ownerVariable = "VIGIL_LAB_OWNER"
+
+    /// Alive (not a zombie) and, with `owner`, started by that lab: its environment carries the
+    /// owner mark, or (a process that cleared its environment) its command line names the directory.
     static func isAlive(_ pid: Int32, owner directory: String? = nil) -> Bool {
-        guard pid > 0, let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return false }
-        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
-        if state == "Z" || state == "X" { return false }
+        guard pid > 0, let state = state(pid), state != "Z", state != "X" else { return false }
         guard let directory else { return true }
+        let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data()
+        if environ.split(separator: 0).contains(Data("\(ownerVariable)=\(directory)".utf8)) { return true }
         guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
         return String(decoding: cmdline, as: UTF8.self).contains(directory + "/")
     }

@@ -173,6 +173,55 @@ import VigilTestKit
     }
 }
 
+/// The agent path of `up`, with a stand-in for vigild: a script that serves `/healthz` on the
+/// cluster address from its config (vigild itself is tested by its own targets).
+@Suite struct LabAgentTests {
+    static let python = Capabilities.which("python3")
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd && python != nil))
+    func agentsStartAtHighPriorityAndAnswerHealthzRequiresNetns() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fake-vigild-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let script = dir + "/vigild"
+        try """
+            #!/bin/bash
+            # usage: vigild --config FILE
+            addr=$(sed -n 's/^clusterAddress: //p' "$2")
+            www=$(mktemp -d); touch "$www/healthz"
+            exec \(Self.python!) -m http.server 7480 --bind "$addr" --directory "$www"
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o755)
+
+        let lab = try Lab.up(LabSpec(name: LabNetnsTests.uniqueName(), index: 8, nodes: 3, vigildPath: script))
+        defer { _ = try? lab.down() }
+        let pid = try #require(lab.pid(host: 2, process: .vigild))
+        // etcd and agents run at nice -10 (field 19 of /proc/PID/stat), ahead of QEMU guests.
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        #expect(fields[16] == "-10")
+        #expect(try lab.status().hosts.map(\.vigildState) == ["running", "running", "running"])
+        #expect(FileManager.default.fileExists(atPath: lab.logFile(host: 2, process: .vigild)))
+        try lab.signal(host: 2, process: .vigild, SIGKILL)
+        #expect(lab.pid(host: 2, process: .vigild) == nil)
+        try lab.startVigild(host: 2)
+        try lab.waitForAgents(timeout: .seconds(10))
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd))
+    func anAgentThatDoesNotStartFailsUpWithItsLogAndLeavesNothingRequiresNetns() throws {
+        let name = LabNetnsTests.uniqueName()
+        #expect {
+            try Lab.up(LabSpec(name: name, index: 7, nodes: 1, vigildPath: "/bin/false", readinessTimeout: .seconds(5)))
+        } throws: { error in
+            guard let error = error as? LabError else { return false }
+            return error.code == .notReady && error.message.contains("vigild on n1 exited") && error.message.contains("vigild.log")
+        }
+        #expect(try LabTopology.namespaces().filter(LabAddressPlan(lab: name, index: 7, mode: .namespaces).ownsNamespace).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: LabSpec.defaultBaseDirectory + "/" + name))
+    }
+}
+
 /// Loopback mode: no namespaces, so no root needed; needs etcd.
 @Suite struct LabLoopbackTests {
     @Test func etcdCapabilityIsPresentOnCI() throws {

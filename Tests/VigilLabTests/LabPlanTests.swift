@@ -72,9 +72,14 @@ import Yams
     @Test func agentConfigHasEveryContractFieldAndOwnMemberFirst() throws {
         let record = LabRecord(
             spec: LabSpec(name: "demo", index: 0, nodes: 4, leaseTTL: .seconds(2)), etcdBinary: "/usr/bin/etcd", vigildBinary: nil,
-            token: String(repeating: "a", count: 32), clusterKey: String(repeating: "b", count: 64),
+            token: "1234567812345678", clusterKey: "12345678e1" + String(repeating: "0", count: 54),
             etcdClusterToken: "demo-x", createdAt: Date())
-        let yaml = try YAMLEncoder().encode(LabConfigFiles.agentConfig(for: 2, record: record))
+        let config = LabConfigFiles.agentConfig(for: 2, record: record)
+        let yaml = LabConfigFiles.render(config)
+        // What the lab writes parses back to the same values.
+        #expect(try YAMLDecoder().decode(AgentConfigFile.self, from: yaml) == config)
+        #expect(yaml.contains("leaseTTL: 2.0\n"))
+        #expect(yaml.contains("  - {name: client, role: client, address: 10.77.3.2, prefix: 24, bridge: brclient}\n"))
         let node = try #require(try Yams.load(yaml: yaml) as? [String: Any])
         #expect(Set(node.keys) == ["cluster", "node", "token", "clusterKey", "clusterAddress", "stateDir", "etcd", "api", "heartbeat", "networks", "capacity"])
         #expect(node["cluster"] as? String == "demo")
@@ -93,6 +98,7 @@ import Yams
         #expect(n4.etcd.endpoints.first == "http://10.77.6.1:2379")
         let client = LabConfigFiles.clientConfig(record: record)
         #expect(client.endpoints == (1...4).map { "http://10.77.6.\($0):7480" })
+        #expect(try YAMLDecoder().decode(ClientConfigFile.self, from: LabConfigFiles.render(client)) == client)
     }
 
     @Test func prefixOverlapDetectsCollisions() throws {
