@@ -15,6 +15,8 @@ public struct Lab: Sendable {
     public var directory: String { record.directory }
     public var hosts: [LabHost] { record.spec.hosts }
     public var clientConfigPath: String { directory + "/client.yaml" }
+    /// The cluster storage directory every agent is given (`storageDir`).
+    public var storageDirectory: String { directory + "/" + LabConfigFiles.storageDirectoryName }
     /// etcd client URLs of every member (witness included).
     public var etcdEndpoints: [String] { record.spec.etcdMembers.map(plan.etcdClientURL) }
     /// Every host's agent API URL.
@@ -61,6 +63,7 @@ public struct Lab: Sendable {
             for m in spec.machines {
                 try FileManager.default.createDirectory(atPath: record.hostDirectory(m), withIntermediateDirectories: true)
             }
+            try FileManager.default.createDirectory(atPath: lab.storageDirectory, withIntermediateDirectories: true)
             try record.save()
             if spec.mode == .namespaces { try LabTopology.build(record) }
             try LabConfigFiles.writeAll(record: record)

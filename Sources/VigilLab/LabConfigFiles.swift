@@ -32,6 +32,7 @@ struct AgentConfigFile: Codable, Equatable {
     var clusterKey: String
     var clusterAddress: String
     var stateDir: String
+    var storageDir: String
     var etcd: Etcd
     var api: API
     var heartbeat: Heartbeat
@@ -80,6 +81,7 @@ enum LabConfigFiles {
             clusterKey: record.clusterKey,
             clusterAddress: plan.clusterAddress(host),
             stateDir: record.hostDirectory(host),
+            storageDir: record.directory + "/" + storageDirectoryName,
             etcd: .init(endpoints: etcdEndpoints(for: host, record: record), leaseTTL: record.spec.leaseTTL.seconds),
             api: .init(port: LabAddressPlan.apiPort),
             heartbeat: .init(port: LabAddressPlan.heartbeatPort, interval: 0.25, missThreshold: 4),
@@ -104,6 +106,7 @@ enum LabConfigFiles {
             "clusterKey: \(quoted(c.clusterKey))",
             "clusterAddress: \(c.clusterAddress)",
             "stateDir: \(quoted(c.stateDir))",
+            "storageDir: \(quoted(c.storageDir))",
             "etcd:",
             "  endpoints: \(flowList(c.etcd.endpoints))",
             "  leaseTTL: \(c.etcd.leaseTTL)",
@@ -153,6 +156,9 @@ enum LabConfigFiles {
         else { return }
         try? FileManager.default.removeItem(atPath: runClientConfig)
     }
+
+    /// The lab's cluster storage directory (VM disks), shared by its hosts as a SAN would be.
+    static let storageDirectoryName = "storage"
 
     /// Random lower-case hex of `bytes` bytes.
     static func randomHex(bytes: Int) -> String {

@@ -164,8 +164,12 @@ public struct LabSpec: Codable, Sendable, Equatable {
         guard (0...Self.maxIndex).contains(index) else {
             throw LabError(.invalidSpec, "--index \(index) is out of range: lab indexes are 0…\(Self.maxIndex)")
         }
-        guard leaseTTL > .zero, etcdHeartbeat > .zero, etcdElection >= etcdHeartbeat * 5 else {
-            throw LabError(.invalidSpec, "timings are invalid: lease TTL and etcd heartbeat must be positive, election timeout at least 5 heartbeats")
+        let ttl = leaseTTL.seconds
+        guard ttl >= 1, ttl <= 60, ttl == ttl.rounded() else {
+            throw LabError(.invalidSpec, "--lease-ttl \(ttl) is invalid: etcd grants whole seconds, use 1…60")
+        }
+        guard etcdHeartbeat >= .milliseconds(1), etcdElection >= etcdHeartbeat * 5 else {
+            throw LabError(.invalidSpec, "etcd timings are invalid: heartbeat at least 1 ms, election timeout at least 5 heartbeats")
         }
     }
 

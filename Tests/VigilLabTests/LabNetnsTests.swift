@@ -176,9 +176,18 @@ import VigilTestKit
 /// The agent path of `up`, with a stand-in for vigild: a script that serves `/healthz` on the
 /// cluster address from its config (vigild itself is tested by its own targets).
 @Suite struct LabAgentTests {
-    static let python = Capabilities.which("python3")
+    /// busybox (a project dependency, scripts/install-deps.sh) has a tiny httpd; python3 as a fallback.
+    static let server: String? = {
+        if let busybox = Capabilities.which("busybox") { return "\(busybox) httpd -f -p \"$addr:7480\" -h \"$www\"" }
+        if let python = Capabilities.which("python3") { return "\(python) -m http.server 7480 --bind \"$addr\" --directory \"$www\"" }
+        return nil
+    }()
 
-    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd && python != nil))
+    @Test func agentStandInIsAvailableOnCI() throws {
+        try Capabilities.require(Self.server != nil, "busybox or python3 (stand-in agent)")
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd && server != nil))
     func agentsStartAtHighPriorityAndAnswerHealthzRequiresNetns() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fake-vigild-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -189,7 +198,7 @@ import VigilTestKit
             # usage: vigild --config FILE
             addr=$(sed -n 's/^clusterAddress: //p' "$2")
             www=$(mktemp -d); touch "$www/healthz"
-            exec \(Self.python!) -m http.server 7480 --bind "$addr" --directory "$www"
+            exec \(Self.server!)
             """.write(toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o755)
 

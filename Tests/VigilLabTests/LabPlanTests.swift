@@ -48,6 +48,8 @@ import Yams
         #expect(throws: LabError.self) { try LabSpec(index: 16).validate() }
         #expect(throws: LabError.self) { try LabSpec(name: "Bad_Name").validate() }
         #expect(throws: LabError.self) { try LabSpec(name: "1abc").validate() }
+        #expect(throws: LabError.self) { try LabSpec(leaseTTL: .milliseconds(1500)).validate() }
+        #expect(throws: LabError.self) { try LabSpec(leaseTTL: .seconds(0)).validate() }
         do {
             try LabSpec(nodes: 12).validate()
         } catch let error as LabError {
@@ -81,7 +83,7 @@ import Yams
         #expect(yaml.contains("leaseTTL: 2.0\n"))
         #expect(yaml.contains("  - {name: client, role: client, address: 10.77.3.2, prefix: 24, bridge: brclient}\n"))
         let node = try #require(try Yams.load(yaml: yaml) as? [String: Any])
-        #expect(Set(node.keys) == ["cluster", "node", "token", "clusterKey", "clusterAddress", "stateDir", "etcd", "api", "heartbeat", "networks", "capacity"])
+        #expect(Set(node.keys) == ["cluster", "node", "token", "clusterKey", "clusterAddress", "stateDir", "storageDir", "etcd", "api", "heartbeat", "networks", "capacity"])
         #expect(node["cluster"] as? String == "demo")
         #expect(node["node"] as? String == "n2")
         #expect(node["clusterAddress"] as? String == "10.77.6.2")
