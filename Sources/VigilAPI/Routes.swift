@@ -6,6 +6,7 @@ import VigilStore
 /// The REST API of one node; any node answers for the whole cluster.
 public enum VigilRoutes {
     public static func buildRouter(queries: ClusterQueries, token: String) -> Router<BasicRequestContext> {
+        let manager = VMManager(config: queries.config, etcd: queries.etcd, events: queries.events)
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorShapeMiddleware())
         // On the whole router, not a group: unknown paths are refused (401) too, not revealed (404).
@@ -44,6 +45,7 @@ public enum VigilRoutes {
             }
             return JSONBody(try await storeCall { try await queries.events.tail(limit: limit) })
         }
+        VMRoutes.add(to: v1, manager: manager)
         return router
     }
 

@@ -19,6 +19,14 @@ public struct AgentConfig: Sendable, Equatable {
     public var heartbeatMissThreshold: Int
     public var networks: [NetworkAttachment]
     public var capacity: Capacity
+    /// The cluster storage directory (VM disks), the same path on every node.
+    public var storageDir: String
+    /// Default guest kernel and initramfs for VMs (guest/out of the repo in the lab).
+    public var guestKernel: String?
+    public var guestInitrd: String?
+    public var qemuBinary: String
+    /// `auto` probes KVM; `kvm` or `tcg` force one.
+    public var accel: String
 
     /// Command-line overrides, applied after the file.
     public struct Overrides: Sendable {
@@ -49,7 +57,7 @@ public struct AgentConfig: Sendable, Equatable {
     }
 
     private static func decode(_ m: ConfigMap, overrides: Overrides) throws -> AgentConfig {
-        try m.allowOnly(["cluster", "node", "token", "clusterKey", "clusterAddress", "stateDir", "etcd", "api", "heartbeat", "networks", "capacity"])
+        try m.allowOnly(["cluster", "node", "token", "clusterKey", "clusterAddress", "stateDir", "etcd", "api", "heartbeat", "networks", "capacity", "storageDir", "guest", "qemu"])
         let cluster = try m.name("cluster") { try ClusterName($0) }
         let node = try m.name("node") { try NodeName($0) }
         let token = try m.string("token")
@@ -111,10 +119,21 @@ public struct AgentConfig: Sendable, Equatable {
         guard cpus >= 1, cpus <= 4096 else { throw ConfigError(field: "capacity.cpus", problem: "must be 1…4096") }
         guard mem >= 64 else { throw ConfigError(field: "capacity.memoryMiB", problem: "must be at least 64") }
 
+        let storageDir = try m.optionalString("storageDir") ?? "/var/lib/vigil/storage"
+        guard storageDir.hasPrefix("/") else { throw ConfigError(field: "storageDir", problem: "must be an absolute path") }
+        let guest = try m.optionalMap("guest")
+        try guest?.allowOnly(["kernel", "initrd"])
+        let qemu = try m.optionalMap("qemu")
+        try qemu?.allowOnly(["binary", "accel"])
+        let accel = try qemu?.optionalString("accel") ?? "auto"
+        guard ["auto", "kvm", "tcg"].contains(accel) else { throw ConfigError(field: "qemu.accel", problem: "must be auto, kvm or tcg, got '\(accel)'") }
+
         return AgentConfig(cluster: cluster, node: node, token: token, clusterKey: key, clusterAddress: address,
                            stateDir: stateDir, etcdEndpoints: endpoints, leaseTTL: .seconds(ttl), apiPort: apiPort,
                            heartbeatPort: hbPort, heartbeatInterval: .milliseconds(Int(interval * 1000)),
-                           heartbeatMissThreshold: misses, networks: networks, capacity: Capacity(cpus: cpus, memoryMiB: mem))
+                           heartbeatMissThreshold: misses, networks: networks, capacity: Capacity(cpus: cpus, memoryMiB: mem),
+                           storageDir: storageDir, guestKernel: try guest?.optionalString("kernel"), guestInitrd: try guest?.optionalString("initrd"),
+                           qemuBinary: try qemu?.optionalString("binary") ?? "qemu-system-x86_64", accel: accel)
     }
 
     public var keys: KeySpace { KeySpace(cluster: cluster) }

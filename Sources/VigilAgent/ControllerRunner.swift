@@ -25,18 +25,21 @@ struct ControllerRunner: Sendable {
         var started = false
         var lastNodes: [NodeName: NodeRecord] = [:]
         var lastAlive: Set<NodeName> = []
+        var lastVMs: [VMName: VMRecord] = [:]
         while !Task.isCancelled {
             do {
-                let (nodes, alive) = try await readMembership()
+                let (nodes, alive, vms) = try await readSnapshot()
                 var effects: [ClusterController.Effect] = []
                 if !started {
+                    effects += controller.handle(.vmsChanged(vms))
                     effects += controller.handle(.becameLeader(registered: nodes, alive: alive, now: clock.now - origin))
                     started = true
                 } else {
                     if nodes != lastNodes { effects += controller.handle(.nodesChanged(nodes)) }
                     if alive != lastAlive { effects += controller.handle(.aliveChanged(alive)) }
+                    if vms != lastVMs { effects += controller.handle(.vmsChanged(vms)) }
                 }
-                lastNodes = nodes; lastAlive = alive
+                lastNodes = nodes; lastAlive = alive; lastVMs = vms
                 effects += controller.handle(.tick(now: clock.now - origin))
                 try await execute(effects)
             } catch let e as EtcdError where e.code == .compareFailed {
@@ -49,26 +52,42 @@ struct ControllerRunner: Sendable {
         }
     }
 
-    /// `nodes/` and `alive/` read in one transaction, so they are one consistent snapshot.
-    func readMembership() async throws -> ([NodeName: NodeRecord], Set<NodeName>) {
-        let r = try await etcd.txn([], then: [.getPrefix(keys.nodesPrefix), .getPrefix(keys.alivePrefix)])
+    /// `nodes/`, `alive/` and `vms/` read in one transaction, so they are one consistent snapshot.
+    func readSnapshot() async throws -> ([NodeName: NodeRecord], Set<NodeName>, [VMName: VMRecord]) {
+        let r = try await etcd.txn([], then: [.getPrefix(keys.nodesPrefix), .getPrefix(keys.alivePrefix), .getPrefix(keys.vmsPrefix)])
         var nodes: [NodeName: NodeRecord] = [:]
         for kv in r.ranges[0] {
             if let rec = try? kv.decode(NodeRecord.self) { nodes[rec.name] = rec }
         }
         let alive = Set(r.ranges[1].compactMap { keys.name(of: $0.key, under: keys.alivePrefix) }.map(NodeName.init(unchecked:)))
-        return (nodes, alive)
+        return (nodes, alive, VMSnapshot.decode(r.ranges[2], keys: keys))
+    }
+
+    func record(_ event: ClusterEvent) async throws {
+        let level: Logger.Level = event.severity == .info ? .info : (event.severity == .warning ? .warning : .error)
+        logger.log(level: level, "\(event.kind): \(event.message)",
+                   metadata: ["vigil.node": "\(event.node?.rawValue ?? "-")", "vigil.vm": "\(event.vm ?? "-")"])
+        try await events.record(event, onlyIf: stillLeader)
     }
 
     func execute(_ effects: [ClusterController.Effect]) async throws {
         for effect in effects {
             switch effect {
             case let .record(event):
-                let level: Logger.Level = event.severity == .info ? .info : (event.severity == .warning ? .warning : .error)
-                logger.log(level: level, "\(event.kind): \(event.message)", metadata: ["vigil.node": "\(event.node?.rawValue ?? "-")"])
-                try await events.record(event, onlyIf: stillLeader)
+                try await record(event)
             case let .trimEvents(keep):
                 try await events.trim(keep: keep)
+            case let .writePlacement(vm, placement, expected, event):
+                let key = keys.vmPlacement(vm)
+                let r = try await etcd.txn(stillLeader + [.modRevision(key, equals: expected), .present(keys.vmSpec(vm))],
+                                           then: [try .putJSON(key, placement)], orElse: [.get(key: keys.leader)])
+                if !r.succeeded {
+                    // Either the VM changed under us (next round re-reads) or we no longer lead.
+                    if r.ranges.first?.first?.lease != lease { throw EtcdError(.compareFailed, "leader key is no longer ours") }
+                    logger.debug("placement changed concurrently; re-reading", metadata: ["vigil.vm": "\(vm)"])
+                } else if let event {
+                    try await record(event)
+                }
             }
         }
     }

@@ -19,7 +19,24 @@ public struct APIClient: Sendable {
         try await send(.GET, path, body: nil)
     }
 
+    /// POST a JSON body (or none) and decode the answer.
+    public func post<T: Decodable, B: Encodable>(_ path: String, _ body: B?, as: T.Type = T.self) async throws -> T {
+        try await send(.POST, path, body: try body.map { try JSONEncoder().encode($0) })
+    }
+
+    /// DELETE; succeeds on any 2xx.
+    public func delete(_ path: String) async throws {
+        _ = try await raw(.DELETE, path, body: nil)
+    }
+
     public func send<T: Decodable>(_ method: HTTPMethod, _ path: String, body: Data?) async throws -> T {
+        let (endpoint, data) = try await raw(method, path, body: body)
+        do { return try JSONDecoder().decode(T.self, from: data) }
+        catch { throw ClientError.badResponse("\(endpoint)\(path): \(error)") }
+    }
+
+    /// Send to the first endpoint that answers; returns it and the 2xx body.
+    public func raw(_ method: HTTPMethod, _ path: String, body: Data?) async throws -> (String, Data) {
         var last = ""
         for endpoint in config.endpoints {
             var req = HTTPClientRequest(url: endpoint.trimmingSuffix("/") + path)
@@ -38,10 +55,7 @@ public struct APIClient: Sendable {
                 last = "\(endpoint): \(error)"
                 continue
             }
-            if (200..<300).contains(Int(response.status.code)) {
-                do { return try JSONDecoder().decode(T.self, from: data) }
-                catch { throw ClientError.badResponse("\(endpoint)\(path): \(error)") }
-            }
+            if (200..<300).contains(Int(response.status.code)) { return (endpoint, data) }
             if let e = try? JSONDecoder().decode(APIErrorBody.self, from: data) {
                 // Another node may have quorum when this one does not.
                 if e.error.code == "no_quorum" || e.error.code == "store_unreachable" { last = "\(endpoint): \(e.error.message)"; continue }

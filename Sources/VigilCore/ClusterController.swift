@@ -13,6 +13,8 @@ public struct ClusterController: Sendable {
         case nodesChanged([NodeName: NodeRecord])
         /// A new snapshot of `alive/`.
         case aliveChanged(Set<NodeName>)
+        /// A new snapshot of `vms/`.
+        case vmsChanged([VMName: VMRecord])
         /// Time passed (monotonic, from the shell's injected clock).
         case tick(now: Duration)
     }
@@ -22,6 +24,9 @@ public struct ClusterController: Sendable {
         case record(ClusterEvent)
         /// Delete all but the newest `keep` events.
         case trimEvents(keep: Int)
+        /// Compare-and-swap `vms/<vm>/placement`: write only if its mod revision is still
+        /// `expectedRevision` (0: absent); when it is written, record `event` (if any).
+        case writePlacement(VMName, Placement, expectedRevision: Int64, event: ClusterEvent?)
     }
 
     public struct Settings: Equatable, Sendable {
@@ -34,6 +39,7 @@ public struct ClusterController: Sendable {
     public let settings: Settings
     public private(set) var registered: [NodeName: NodeRecord] = [:]
     public private(set) var alive: Set<NodeName> = []
+    public private(set) var vms: [VMName: VMRecord] = [:]
     private var lastTrim: Duration?
 
     public init(me: NodeName, settings: Settings = Settings()) {
@@ -53,11 +59,15 @@ public struct ClusterController: Sendable {
             let downList = down.sorted().map(\.rawValue).joined(separator: ", ")
             var msg = "\(me) leads the cluster; alive: [\(up)]"
             if !downList.isEmpty { msg += "; down: [\(downList)]" }
-            return [.record(ClusterEvent(kind: .leaderElected, severity: .info, reporter: me, node: me, message: msg))]
+            return [.record(ClusterEvent(kind: .leaderElected, severity: .info, reporter: me, node: me, message: msg))] + reconcileVMs()
 
         case let .nodesChanged(nodes):
             registered = nodes
-            return []
+            return reconcileVMs()
+
+        case let .vmsChanged(snapshot):
+            vms = snapshot
+            return reconcileVMs()
 
         case let .aliveChanged(now):
             let joined = now.subtracting(alive).sorted()
@@ -72,7 +82,7 @@ public struct ClusterController: Sendable {
                 effects.append(.record(ClusterEvent(kind: .nodeLost, severity: .warning, reporter: me, node: n,
                                                     message: "node \(n) lost: its alive key is gone (lease expired or revoked)")))
             }
-            return effects
+            return effects + reconcileVMs()
 
         case let .tick(now):
             guard let last = lastTrim else { lastTrim = now; return [] }

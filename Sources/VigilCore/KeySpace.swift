@@ -10,6 +10,20 @@ public struct KeySpace: Sendable, Equatable {
     public func node(_ n: NodeName) -> String { nodesPrefix + n.rawValue }
     public func alive(_ n: NodeName) -> String { alivePrefix + n.rawValue }
     public func event(_ id: EventID) -> String { eventsPrefix + id.rawValue }
+    public var vmsPrefix: String { root + "vms/" }
+    public func vmSpec(_ vm: VMName) -> String { vmsPrefix + vm.rawValue + "/spec" }
+    public func vmPlacement(_ vm: VMName) -> String { vmsPrefix + vm.rawValue + "/placement" }
+    public func vmRuntime(_ vm: VMName) -> String { vmsPrefix + vm.rawValue + "/runtime" }
+    public var ipamPrefix: String { root + "ipam/" }
+    public func ipam(_ address: String) -> String { ipamPrefix + address }
+
+    /// For a key under `vms/`: the VM and which of its keys it is (`spec`, `placement`, `runtime`).
+    public func vmKey(_ key: String) -> (VMName, String)? {
+        guard key.hasPrefix(vmsPrefix) else { return nil }
+        let parts = key.dropFirst(vmsPrefix.count).split(separator: "/")
+        guard parts.count == 2 else { return nil }
+        return (VMName(unchecked: String(parts[0])), String(parts[1]))
+    }
 
     /// The last path component of a key under `prefix`, or nil if it is not under it.
     public func name(of key: String, under prefix: String) -> String? {
