@@ -96,7 +96,7 @@ let package = Package(
             "VigilAPI", "VigilTestKit",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "VigilLabTests", dependencies: ["VigilLab", "VigilClient", "VigilTestKit"]),
+        .testTarget(name: "VigilLabTests", dependencies: ["VigilLab", "VigilClient", "VigilStore", "VigilTestKit"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+import VigilClient
+import VigilCore
+import VigilStore
+import VigilTestKit
+@testable import VigilLab
+
+/// A real 3-host cluster in network namespaces: etcd members and vigild agents.
+/// Lab indexes 1–3 are these tests'; LabNetnsTests use 10–15.
+@Suite struct ClusterLabTests {
+    static let ttl: Duration = .seconds(2)
+
+    static func withCluster(index: Int, _ body: (Lab, EtcdClient, KeySpace) async throws -> Void) async throws {
+        let spec = LabSpec(name: "c" + LabConfigFiles.randomHex(bytes: 3), index: index, nodes: 3, vigildPath: BuiltBinaries.vigild)
+        let lab = try Lab.up(spec)
+        defer { _ = try? lab.down() }
+        let etcd = try EtcdClient(endpoints: lab.etcdEndpoints)
+        let keys = KeySpace(cluster: try ClusterName(lab.name))
+        // Everyone alive, someone leads.
+        let ready = try await eventually(timeout: .seconds(15)) {
+            let alive = try await etcd.getPrefix(keys.alivePrefix).kvs.count
+            return alive == 3 && (try await etcd.get(keys.leader)) != nil
+        }
+        try #require(ready, "the cluster did not come up: see \(lab.directory)")
+        try await body(lab, etcd, keys)
+    }
+
+    static func leader(_ etcd: EtcdClient, _ keys: KeySpace) async throws -> NodeName? {
+        try await etcd.get(keys.leader).flatMap { try? $0.decode(LeaderRecord.self) }?.node
+    }
+
+    static func client(_ lab: Lab) throws -> APIClient { APIClient(config: try ClientConfig.parse(file: lab.clientConfigPath)) }
+
+    @Test func netnsAndAgentArePresentOnCI() throws {
+        try Capabilities.require(Capabilities.hasNetns, "netns")
+        try Capabilities.require(BuiltBinaries.haveAgent, "vigild built at \(BuiltBinaries.vigild)")
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd && BuiltBinaries.haveAgent))
+    func killedLeaderIsReplacedWithinTTLPlusOneSecondAndRejoinsRequiresNetns() async throws {
+        try await Self.withCluster(index: 1) { lab, etcd, keys in
+            let old = try #require(try await Self.leader(etcd, keys))
+            let host = try #require(LabHost(parsing: old.rawValue))
+            let killedAt = ContinuousClock.now
+            try lab.signal(host: host, process: .vigild, SIGKILL)
+            var newLeaderAfter: Duration?, aliveGoneAfter: Duration?
+            _ = try await eventually(timeout: Self.ttl + .seconds(3), every: .milliseconds(25)) {
+                let elapsed = ContinuousClock.now - killedAt
+                if newLeaderAfter == nil, let l = try await Self.leader(etcd, keys), l != old { newLeaderAfter = elapsed }
+                if aliveGoneAfter == nil, try await etcd.get(keys.alive(old)) == nil { aliveGoneAfter = elapsed }
+                return newLeaderAfter != nil && aliveGoneAfter != nil
+            }
+            let newLeader = try #require(newLeaderAfter, "no new leader")
+            let gone = try #require(aliveGoneAfter, "the dead node's alive key stayed")
+            print("leader kill: new leader after \(newLeader), alive key gone after \(gone) (TTL \(Self.ttl))")
+            #expect(newLeader <= Self.ttl + .seconds(1))
+            #expect(gone <= Self.ttl + .seconds(1))
+            // The new leader records the loss, naming the node.
+            let recorded = try await eventually(timeout: .seconds(3)) {
+                let page: EventPage = try await Self.client(lab).get("/v1/events?limit=50")
+                return page.events.contains { $0.event.kind == .nodeLost && $0.event.node == old }
+            }
+            #expect(recorded, "no node.lost event for \(old)")
+            // Restarted, it rejoins and shows as up.
+            _ = try lab.startVigild(host: host)
+            let rejoined = try await eventually(timeout: .seconds(15)) {
+                let s: ClusterStatus = try await Self.client(lab).get("/v1/status")
+                return s.nodes.count == 3 && s.nodes.allSatisfy { $0.state == .up }
+            }
+            #expect(rejoined, "\(old) did not rejoin")
+        }
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd && BuiltBinaries.haveAgent))
+    func oneLostEtcdMemberIsSurvivedAndTwoMeanNoQuorumAndNoLeaderRequiresNetns() async throws {
+        try await Self.withCluster(index: 2) { lab, etcd, keys in
+            let before = try await etcd.getPrefix(keys.alivePrefix).kvs.map(\.createRevision)
+            try lab.signal(host: 3, process: .etcd, SIGKILL)
+            // Five seconds (2.5 TTLs) later every node still holds the same lease, and the API answers.
+            try await Task.sleep(for: .seconds(5))
+            let after = try await etcd.getPrefix(keys.alivePrefix).kvs.map(\.createRevision)
+            #expect(after == before, "a node lost its lease although a majority of etcd was up")
+            let s: ClusterStatus = try await Self.client(lab).get("/v1/status")
+            #expect(s.quorum && s.leader != nil)
+            #expect(s.etcdMembers.filter(\.healthy).count == 2)
+            #expect(s.nodes.allSatisfy { $0.state == .up })
+
+            try lab.signal(host: 2, process: .etcd, SIGKILL)
+            let result = try runProcess(BuiltBinaries.vigil, ["status", "--config", lab.clientConfigPath], timeout: 30)
+            #expect(result.status == 2, "vigil status exit \(result.status): \(result.stdout) \(result.stderr)")
+            #expect(result.stderr.contains("NO QUORUM"))
+            // Within a TTL (plus a renewal period) nobody claims to lead.
+            let client = try Self.client(lab)
+            let nobodyLeads = try await eventually(timeout: Self.ttl + .seconds(2)) {
+                var any = false
+                for endpoint in lab.apiEndpoints {
+                    let one = APIClient(config: ClientConfig(endpoints: [endpoint], token: client.config.token))
+                    let local: LocalStatus = try await one.get("/v1/local")
+                    any = any || local.isLeader || local.hasLease
+                }
+                return !any
+            }
+            #expect(nobodyLeads, "a vigild still claims leadership (or a lease) without quorum")
+        }
+    }
+}
