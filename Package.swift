@@ -72,7 +72,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "vigild", dependencies: [
-            "VigilCore", "VigilStore", "VigilAgent", "VigilAPI",
+            "VigilCore", "VigilStore", "VigilAgent", "VigilAPI", "VigilQEMU",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),

@@ -140,8 +140,10 @@ public struct AgentConfig: Sendable, Equatable {
 
     /// This node's registration as written to `nodes/<node>`.
     public var nodeRecord: NodeRecord {
-        NodeRecord(name: node, clusterAddress: clusterAddress, apiPort: apiPort, networks: networks, capacity: capacity)
+        NodeRecord(name: node, clusterAddress: clusterAddress, apiPort: apiPort, networks: networks, capacity: capacity, accel: accelDescription)
     }
+    /// Filled in at start from the KVM probe (`kvm`, or `tcg: reason`).
+    public var accelDescription: String?
 }
 
 /// A bad configuration value, naming the field.

@@ -37,10 +37,12 @@ public struct NodeRecord: Codable, Equatable, Sendable {
     public var capacity: Capacity
     public var adminState: NodeAdminState
     public var version: String
+    /// How this node runs guests: `kvm` or `tcg` (and why not KVM).
+    public var accel: String?
     public init(name: NodeName, clusterAddress: String, apiPort: Int, networks: [NetworkAttachment],
-                capacity: Capacity, adminState: NodeAdminState = .active, version: String = VigilVersion.current) {
+                capacity: Capacity, adminState: NodeAdminState = .active, version: String = VigilVersion.current, accel: String? = nil) {
         self.name = name; self.clusterAddress = clusterAddress; self.apiPort = apiPort; self.networks = networks
-        self.capacity = capacity; self.adminState = adminState; self.version = version
+        self.capacity = capacity; self.adminState = adminState; self.version = version; self.accel = accel
     }
 }
 

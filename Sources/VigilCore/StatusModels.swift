@@ -54,10 +54,11 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     public var capacity: Capacity
     public var networks: [NetworkStatus]
     public var version: String
+    public var accel: String?
     public init(name: NodeName, state: NodeRunState, isLeader: Bool, clusterAddress: String, apiPort: Int,
-                capacity: Capacity, networks: [NetworkStatus], version: String) {
+                capacity: Capacity, networks: [NetworkStatus], version: String, accel: String? = nil) {
         self.name = name; self.state = state; self.isLeader = isLeader; self.clusterAddress = clusterAddress
-        self.apiPort = apiPort; self.capacity = capacity; self.networks = networks; self.version = version
+        self.apiPort = apiPort; self.capacity = capacity; self.networks = networks; self.version = version; self.accel = accel
     }
 
     /// Combine a registration with its alive record (nil: down) and the leader's name.
@@ -66,7 +67,7 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         self.init(name: r.name, state: state, isLeader: alive != nil && leader == r.name, clusterAddress: r.clusterAddress,
                   apiPort: r.apiPort, capacity: r.capacity,
                   networks: r.networks.map { NetworkStatus(name: $0.name, role: $0.role, address: $0.address, up: alive?.links[$0.name]) },
-                  version: r.version)
+                  version: r.version, accel: r.accel)
     }
 }
 

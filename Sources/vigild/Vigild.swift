@@ -5,6 +5,7 @@ import ServiceLifecycle
 import VigilAgent
 import VigilAPI
 import VigilCore
+import VigilQEMU
 import VigilStore
 
 /// `vigild`: the node agent. Its parts run as services of one ServiceGroup, in
@@ -26,7 +27,7 @@ struct Vigild: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error")
         }
-        let cfg: AgentConfig
+        var cfg: AgentConfig
         do {
             cfg = try AgentConfig.load(path: config, overrides: .init(node: node, apiPort: apiPort, leaseTTL: leaseTtl, stateDir: stateDir))
         } catch let e as ConfigError {
@@ -40,6 +41,22 @@ struct Vigild: AsyncParsableCommand {
             throw ExitCode(78)
         }
 
+        let qemu: QEMUBinary
+        do { qemu = try QEMUBinary.locate(name: cfg.qemuBinary) }
+        catch {
+            FileHandle.standardError.write(Data("vigild: refusing to start: config field 'qemu.binary': \(error) (install qemu-system-x86, or set qemu.binary)\n".utf8))
+            throw ExitCode(69)  // EX_UNAVAILABLE
+        }
+        let accel: QEMUCommand.Accelerator
+        switch cfg.accel {
+        case "kvm": accel = .kvm; cfg.accelDescription = "kvm (forced by config)"
+        case "tcg": accel = .tcg; cfg.accelDescription = "tcg (forced by config)"
+        default:
+            switch await KVMProbe.run(binary: qemu, timeout: .seconds(3)) {
+            case .kvm: accel = .kvm; cfg.accelDescription = "kvm"
+            case let .tcg(reason): accel = .tcg; cfg.accelDescription = "tcg: \(reason)"
+            }
+        }
         let nodeName = cfg.node.rawValue
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -55,14 +72,17 @@ struct Vigild: AsyncParsableCommand {
 
         let session = StoreSessionService(config: cfg, etcd: etcd, state: state, events: events, logger: logger)
         let election = LeaderElectionService(config: cfg, etcd: etcd, state: state, events: events, logger: logger)
+        let runtime = HostRuntimeService(config: cfg, etcd: etcd, state: state, events: events, accel: accel, binary: qemu,
+                                         logger: Logger(label: "vigil.runtime"))
         let api = APIServer.make(queries: queries, host: cfg.clusterAddress, port: cfg.apiPort, logger: Logger(label: "vigil.api"))
 
         logger.info("starting", metadata: ["vigil.cluster": "\(cfg.cluster)", "vigil.api": "\(cfg.clusterAddress):\(cfg.apiPort)",
-                                           "vigil.etcd": "\(cfg.etcdEndpoints.joined(separator: ","))"])
+                                           "vigil.etcd": "\(cfg.etcdEndpoints.joined(separator: ","))", "vigil.accel": "\(cfg.accelDescription ?? "?")"])
         let group = ServiceGroup(configuration: .init(
             services: [
                 .init(service: session),
                 .init(service: election),
+                .init(service: runtime),
                 .init(service: api),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],

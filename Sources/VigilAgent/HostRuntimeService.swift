@@ -1,0 +1,172 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import VigilCore
+import VigilQEMU
+import VigilStore
+
+/// Runs this node's VMs: one QEMU each, reconciled to the store every `every`.
+/// Decisions are `HostReconciler`'s; this shell launches, powers down, kills and
+/// watches QEMU processes, and writes runtime reports bound to the node's lease.
+/// QEMUs outlive vigild: after a restart they are adopted from their pidfiles.
+public struct HostRuntimeService: Service {
+    let config: AgentConfig
+    let etcd: EtcdClient
+    let state: NodeState
+    let events: EventLog
+    let accel: QEMUCommand.Accelerator
+    let binary: QEMUBinary
+    let logger: Logger
+    let every: Duration = .milliseconds(250)
+
+    public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog,
+                accel: QEMUCommand.Accelerator, binary: QEMUBinary, logger: Logger) {
+        self.config = config; self.etcd = etcd; self.state = state; self.events = events
+        self.accel = accel; self.binary = binary; self.logger = logger
+    }
+
+    var keys: KeySpace { config.keys }
+    var vmsDir: String { config.stateDir + "/vms" }
+
+    public func run() async throws {
+        let table = ProcessTable()
+        try? await cancelWhenGracefulShutdown { await self.loop(table) }
+        // Graceful shutdown leaves VMs running: a restarted vigild adopts them.
+        await table.closeAll()
+    }
+
+    private func loop(_ table: ProcessTable) async {
+        var reconciler = HostReconciler(me: config.node, accel: accel.rawValue)
+        let origin = ContinuousClock.now
+        // Adopt what an earlier vigild left running, before any decision.
+        for action in await adoptRunning(table, &reconciler, now: .zero) {
+            await perform(action, table, &reconciler, origin: origin)
+        }
+        var lease: Int64?
+        while !Task.isCancelled {
+            let now = ContinuousClock.now - origin
+            // Processes that ended since the last round.
+            for (vm, status) in await table.reapExited() {
+                for a in reconciler.handle(.exited(vm, status: status, now: now)) { await perform(a, table, &reconciler, origin: origin) }
+            }
+            let current = await state.leaseID
+            if current != lease { reconciler.forgetReports(); lease = current }
+            if current != nil {
+                do {
+                    let snapshot = try await VMSnapshot.read(etcd, keys: keys)
+                    for a in reconciler.handle(.snapshot(snapshot, now: now)) { await perform(a, table, &reconciler, origin: origin) }
+                } catch {
+                    logger.debug("runtime could not read the store", metadata: ["error": "\(error)"])
+                }
+            }
+            try? await Task.sleep(for: every)
+        }
+    }
+
+    func perform(_ action: HostReconciler.Action, _ table: ProcessTable, _ reconciler: inout HostReconciler, origin: ContinuousClock.Instant) async {
+        let now = ContinuousClock.now - origin
+        switch action {
+        case let .start(spec, epoch):
+            do {
+                let p = try await launch(spec, epoch: epoch)
+                await table.add(spec.name, p)
+                for a in reconciler.handle(.started(spec.name, pid: p.pid, epoch: epoch, adopted: false, now: now)) {
+                    await perform(a, table, &reconciler, origin: origin)
+                }
+            } catch {
+                logger.error("VM failed to start", metadata: ["vigil.vm": "\(spec.name)", "error": "\(error)"])
+                for a in reconciler.handle(.startFailed(spec.name, message: "\(error)", now: now)) {
+                    await perform(a, table, &reconciler, origin: origin)
+                }
+            }
+        case let .powerdown(vm):
+            logger.info("powering down (ACPI)", metadata: ["vigil.vm": "\(vm)"])
+            try? await table.process(vm)?.qmp.systemPowerdown()
+        case let .kill(vm, reason):
+            logger.warning("killing QEMU", metadata: ["vigil.vm": "\(vm)", "vigil.reason": "\(reason)"])
+            if let p = await table.process(vm) { _ = try? await p.kill(.sigkill, timeout: .seconds(5)) }
+        case let .report(vm, runtime):
+            guard let lease = await state.leaseID else { return }
+            do { try await etcd.putJSON(keys.vmRuntime(vm), runtime, lease: lease) }
+            catch { logger.debug("runtime report failed", metadata: ["vigil.vm": "\(vm)", "error": "\(error)"]) }
+        case let .record(event):
+            let level: Logger.Level = event.severity == .info ? .info : (event.severity == .warning ? .warning : .error)
+            logger.log(level: level, "\(event.kind): \(event.message)", metadata: ["vigil.vm": "\(event.vm ?? "-")"])
+            _ = try? await events.record(event)
+        }
+    }
+
+    func vmDir(_ vm: VMName) -> String { vmsDir + "/" + vm.rawValue }
+
+    func launch(_ spec: VMSpec, epoch: Int64) async throws -> QEMUProcess {
+        guard let kernel = config.guestKernel, let initrd = config.guestInitrd else {
+            throw QEMUError(.exitedEarly, "no guest kernel/initrd configured (config field 'guest')", vm: spec.name.rawValue)
+        }
+        let dir = vmDir(spec.name)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try String(epoch).write(toFile: dir + "/epoch", atomically: true, encoding: .utf8)
+        let client = config.networks.first { $0.role == .client }
+        var nic: QEMUCommand.NIC?
+        if let mac = MACAddress(spec.mac) {
+            let tap = TapDevice(forVM: spec.name.rawValue, bridge: client?.bridge)
+            try await tap.create()
+            nic = QEMUCommand.NIC(backend: .tap(tap), mac: mac)
+        }
+        var append = "console=ttyS0 quiet cryptomgr.notests panic=-1 vigil.name=\(spec.name)"
+        if let a = spec.address { append += " vigil.ip=\(a)/\(client?.prefix ?? 24)" }
+        if let g = spec.gateway { append += " vigil.gw=\(g)" }
+        let command = QEMUCommand(
+            name: spec.name.rawValue, cpus: spec.cpus, memoryMiB: spec.memoryMiB, accelerator: accel,
+            kernel: kernel, initrd: initrd, append: append,
+            disks: spec.disks.map { .file(config.storageDir + "/" + $0.file) }, nic: nic,
+            qmpSocket: dir + "/qmp.sock", serialLog: dir + "/serial.log", pidfile: dir + "/qemu.pid")
+        return try await QEMUProcess.launch(command, binary: binary, outputLog: dir + "/qemu.log", logger: logger)
+    }
+
+    /// Find QEMUs left by an earlier vigild (pidfile + QMP) and take them back.
+    func adoptRunning(_ table: ProcessTable, _ reconciler: inout HostReconciler, now: Duration) async -> [HostReconciler.Action] {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: vmsDir) else { return [] }
+        var actions: [HostReconciler.Action] = []
+        for raw in names.sorted() {
+            guard let vm = try? VMName(raw) else { continue }
+            let dir = vmDir(vm)
+            guard FileManager.default.fileExists(atPath: dir + "/qemu.pid") else { continue }
+            do {
+                let p = try await QEMUProcess.adopt(pidfile: dir + "/qemu.pid", qmpSocket: dir + "/qmp.sock", name: vm.rawValue,
+                                                    timeout: .seconds(5), logger: logger)
+                let epoch = Int64((try? String(contentsOfFile: dir + "/epoch", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
+                await table.add(vm, p)
+                actions += reconciler.handle(.started(vm, pid: p.pid, epoch: epoch, adopted: true, now: now))
+                logger.info("adopted a running VM", metadata: ["vigil.vm": "\(vm)", "vigil.qemu.pid": "\(p.pid)"])
+            } catch {
+                logger.debug("nothing to adopt", metadata: ["vigil.vm": "\(vm)", "error": "\(error)"])
+            }
+        }
+        return actions
+    }
+}
+
+/// The QEMU processes this agent holds, by VM.
+actor ProcessTable {
+    private var processes: [VMName: QEMUProcess] = [:]
+
+    func add(_ vm: VMName, _ p: QEMUProcess) { processes[vm] = p }
+    func process(_ vm: VMName) -> QEMUProcess? { processes[vm] }
+
+    /// Remove and return the ones that ended, with how.
+    func reapExited() async -> [(VMName, String)] {
+        var out: [(VMName, String)] = []
+        for (vm, p) in processes {
+            guard let status = p.exitStatus else { continue }
+            processes[vm] = nil
+            await p.qmp.close()
+            try? await TapDevice(forVM: vm.rawValue).delete()
+            out.append((vm, "\(status)"))
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }
+
+    func closeAll() async {
+        for p in processes.values { await p.qmp.close() }
+    }
+}
