@@ -53,9 +53,10 @@ public struct VMInfo: Codable, Equatable, Sendable {
         case .failed?: return "failed"
         case .stopped?, nil: return runtime.map { $0.state == .stopped ? "stopped" : $0.state.rawValue } ?? "stopped"
         case .placed?:
-            guard let r = runtime, r.node == placement?.node else { return spec.power == .running ? "starting" : "stopping" }
-            if spec.power == .stopped && r.state == .running { return "stopping" }
-            return r.state.rawValue
+            // Stopped only once the leader has released the place (after the owner's QEMU is down).
+            if spec.power == .stopped { return "stopping" }
+            guard let r = runtime, r.node == placement?.node else { return "starting" }
+            return r.state == .stopped ? "starting" : r.state.rawValue
         }
     }
 }

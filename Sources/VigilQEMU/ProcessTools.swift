@@ -75,6 +75,7 @@ enum ProcessTools {
         var state: Character
         var parent: pid_t
         var session: pid_t
+        var niceness: Int
         /// Clock ticks after boot; with the pid it names one process for good.
         var startTime: UInt64
 
@@ -90,9 +91,9 @@ enum ProcessTools {
         let fields = text[text.index(after: close)...].split(separator: " ")
         guard fields.count > 19, let state = fields[0].first,
               let parent = pid_t(fields[1]), let session = pid_t(fields[3]),
-              let start = UInt64(fields[19])
+              let nice = Int(fields[16]), let start = UInt64(fields[19])
         else { return nil }
-        return Stat(state: state, parent: parent, session: session, startTime: start)
+        return Stat(state: state, parent: parent, session: session, niceness: nice, startTime: start)
     }
 
     /// argv of a running process, from /proc/PID/cmdline.
@@ -111,7 +112,8 @@ enum ProcessTools {
 
     /// First executable named `name` on `PATH` (plus the sbin directories).
     static func which(_ name: String, path: String? = ProcessInfo.processInfo.environment["PATH"]) -> String? {
-        let dirs = (path ?? "/usr/bin:/bin").split(separator: ":") + ["/usr/local/sbin", "/usr/sbin", "/sbin"]
+        // Strings, not Substrings: `split(…) + [literals]` otherwise builds [[Character]].
+        let dirs = (path ?? "/usr/bin:/bin").split(separator: ":").map(String.init) + ["/usr/local/sbin", "/usr/sbin", "/sbin"]
         for dir in dirs {
             let candidate = "\(dir)/\(name)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
