@@ -90,7 +90,7 @@ public struct Lab: Sendable {
         let leftovers = Lab.namespacesAvailable ? try LabTopology.namespaces().filter(plan.ownsNamespace) : []
         if FileManager.default.fileExists(atPath: directory) || !leftovers.isEmpty {
             throw LabError(.alreadyExists,
-                "lab '\(spec.name)' already exists (\(leftovers.isEmpty ? directory : leftovers.joined(separator: " "))): run `vigil lab down --name \(spec.name)` first")
+                "lab '\(spec.name)' already exists (\(leftovers.isEmpty ? directory : leftovers.sorted().joined(separator: " "))): run `vigil lab down --name \(spec.name)` first")
         }
         for other in Lab.list(baseDirectory: spec.baseDirectory) where other.spec.index == spec.index {
             throw LabError(.alreadyExists,
