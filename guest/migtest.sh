@@ -6,6 +6,7 @@
 # destination for 10 s.
 #
 #   guest/migtest.sh [ROUNDS] [RATE_MIB_S] [WORKING_SET_MIB] [GUEST_MIB]   (default 6 64 64 256)
+#   MIGTEST_PTI=auto                   reproduce without the pti=on workaround (default on)
 #   MIGTEST_APPEND="vigil.thp=always"  extra kernel arguments
 #   MIGTEST_ACCEL=tcg,thread=single    accelerator options
 set -uo pipefail
@@ -51,7 +52,7 @@ qemu() { # tag tap extra...
         -machine pc -accel "${MIGTEST_ACCEL:-tcg}" -cpu qemu64 -smp 1 -m "$GMEM" \
         -nodefaults -no-user-config -display none -no-reboot "${FW[@]}" \
         -kernel "$KERNEL" -initrd "$OUT/initramfs.cpio.gz" \
-        -append "console=ttyS0 quiet cryptomgr.notests panic=-1 vigil.ip=10.77.3.100/24 vigil.name=mig vigil.dirty=$RATE vigil.dirtymem=$WSET ${MIGTEST_APPEND:-}" \
+        -append "console=ttyS0 quiet cryptomgr.notests pti=${MIGTEST_PTI:-on} panic=-1 vigil.ip=10.77.3.100/24 vigil.name=mig vigil.dirty=$RATE vigil.dirtymem=$WSET ${MIGTEST_APPEND:-}" \
         -drive "file=$WORK/disk.raw,format=raw,if=none,id=disk0,cache=none,aio=threads" -device virtio-blk-pci,drive=disk0 \
         -netdev "tap,id=net0,ifname=$tap,script=no,downscript=no" -device virtio-net-pci,netdev=net0,mac=52:54:00:00:00:09,romfile= \
         -serial "file:$WORK/$tag.log" -qmp "unix:$WORK/$tag.qmp,server=on,wait=off" "$@" >"$WORK/$tag.err" 2>&1 &
@@ -60,7 +61,7 @@ qemu() { # tag tap extra...
 }
 
 ok=0 died=0 failed=0
-echo "migtest: $ROUNDS rounds, dirtying $RATE MiB/s over $WSET MiB, guest $GMEM MiB, ${MIGTEST_ACCEL:-tcg} ${MIGTEST_APPEND:-}"
+echo "migtest: $ROUNDS rounds, dirtying $RATE MiB/s over $WSET MiB, guest $GMEM MiB, ${MIGTEST_ACCEL:-tcg} pti=${MIGTEST_PTI:-on} ${MIGTEST_APPEND:-}"
 for r in $(seq 1 "$ROUNDS"); do
     src=$(qemu src$r tap0)
     ip netns exec "$NS" $TOOL wait-http "$URL" 90 >/dev/null || { echo "round $r: source did not boot"; failed=$((failed + 1)); kill -9 "$src"; continue; }
@@ -81,10 +82,11 @@ for r in $(seq 1 "$ROUNDS"); do
     alive=$(kill -0 "$dst" 2>/dev/null && echo yes || echo no)
     panic=$(grep -c 'Kernel panic\|BUG:' "$WORK/dst$r.log")
     same=$(echo "$p" | json '"yes" if (d["last"] or {}).get("boot_id") == "'"$boot"'" else "no"')
-    line="round $r: $st $(echo "$m" | json '"total %s ms downtime %s ms passes %s" % (d.get("total-time"), d.get("downtime"), d.get("ram", {}).get("dirty-sync-count"))'); after: $(echo "$p" | json '"%d requests %d failures" % (d["requests"], d["failures"])'), same boot_id: $same, destination alive: $alive, panic lines: $panic"
+    line="round $r: $st $(echo "$m" | json '"total %s ms downtime %s ms passes %s" % (d.get("total-time"), d.get("downtime"), d.get("ram", {}).get("dirty-sync-count"))'); after: $(echo "$p" | json '"%d requests %d failures" % (d["requests"], d["failures"])'), same boot_id: $same, destination alive: $alive, panic lines: $panic, dirty_mismatches: $(echo "$p" | json '(d["last"] or {}).get("dirty_mismatches")')"
     echo "$line"
     if [ "$st" != completed ]; then failed=$((failed + 1))
-    elif [ "$same" = yes ] && [ "$alive" = yes ] && [ "$panic" = 0 ] && [ "$(echo "$p" | json 'd["failures"]')" = 0 ]; then ok=$((ok + 1))
+    elif [ "$same" = yes ] && [ "$alive" = yes ] && [ "$panic" = 0 ] && [ "$(echo "$p" | json 'd["failures"]')" = 0 ] \
+         && [ "$(echo "$p" | json '(d["last"] or {}).get("dirty_mismatches")')" = 0 ]; then ok=$((ok + 1))
     else died=$((died + 1)); [ "${MIGTEST_KEEP:-0}" = 1 ] && grep -m3 'RIP\|BUG' "$WORK/dst$r.log"; fi
     kill -9 "$dst" 2>/dev/null; wait "$dst" 2>/dev/null
 done

@@ -77,6 +77,7 @@ static _Atomic uint64_t last_write_us; /* duration of the last write+flush */
 static _Atomic int dirty_rate;         /* MiB/s */
 static _Atomic int dirty_mem = 64;     /* MiB working set */
 static _Atomic uint64_t dirtied_pages;
+static _Atomic uint64_t dirty_mismatches; /* pages that did not hold the value last written */
 static _Atomic int dirty_mem_actual;   /* MiB currently mapped */
 static char dirty_error[96];           /* last dirtier error, "" if none */
 
@@ -240,7 +241,10 @@ static void *dirtier_main(void *arg) {
     size_t mapped = 0, npages = 0, idx = 0, clamped_from = 0;
     uint64_t last = now_us();
     double credit = 0;
-    uint8_t stamp = 1;
+    /* Every page of the working set holds the stamp of the last cycle that wrote it;
+       before writing a page, check it still holds that value (prev). A mismatch means
+       a write was lost, e.g. a page not re-sent by a live migration. */
+    uint8_t stamp = 1, prev = 0;
     for (;;) {
         usleep(10000);
         uint64_t t = now_us();
@@ -280,6 +284,8 @@ static void *dirtier_main(void *arg) {
             mapped = want;
             npages = want / 4096;
             idx = 0;
+            stamp = 1;
+            prev = 0;
             dirty_mem_actual = (int)(want >> 20);
             if (!clamped_from) dirty_error[0] = 0;
             logmsg("dirtier: %d MiB/s over %zu MiB", rate, want >> 20);
@@ -290,9 +296,14 @@ static void *dirtier_main(void *arg) {
         size_t todo = (size_t)credit;
         credit -= todo;
         for (size_t i = 0; i < todo; i++) {
-            mem[idx * 4096] = (char)stamp;
-            mem[idx * 4096 + 2048] = (char)stamp;
-            if (++idx == npages) { idx = 0; stamp++; }
+            volatile uint8_t *pg = (volatile uint8_t *)mem + idx * 4096;
+            if (pg[0] != prev || pg[2048] != prev) {
+                if (dirty_mismatches++ < 10)
+                    logmsg("dirtier: page %zu holds %u/%u, expected %u (lost write)", idx, pg[0], pg[2048], prev);
+            }
+            pg[0] = stamp;
+            pg[2048] = stamp;
+            if (++idx == npages) { idx = 0; prev = stamp; stamp = stamp == 255 ? 1 : stamp + 1; }
         }
         dirtied_pages += todo;
     }
@@ -369,7 +380,7 @@ static int status_json(char *b, size_t n) {
         "\"start_counter\":%llu,\"uptime_ms\":%llu,\"http_ready_ms\":%llu,"
         "\"writes\":%llu,\"write_errors\":%llu,\"last_write_errno\":%d,\"last_write_us\":%llu,"
         "\"write_ms\":%d,\"disk\":\"%s\",\"disk_ok\":%s,\"writer_stopped\":%s,"
-        "\"dirty_mib_s\":%d,\"dirty_mem_mib\":%d,\"dirty_mem_actual_mib\":%d,\"dirtied_mib\":%llu,\"dirty_error\":\"%s\","
+        "\"dirty_mib_s\":%d,\"dirty_mem_mib\":%d,\"dirty_mem_actual_mib\":%d,\"dirtied_mib\":%llu,\"dirty_mismatches\":%llu,\"dirty_error\":\"%s\","
         "\"ip\":\"%s\",\"requests\":%llu}\n",
         cfg_name, boot_id, (unsigned long long)counter, (unsigned long long)flushed,
         (unsigned long long)start_counter, (unsigned long long)now_ms(CLOCK_BOOTTIME),
@@ -377,7 +388,7 @@ static int status_json(char *b, size_t n) {
         (unsigned long long)writes_ok, (unsigned long long)write_errors, (int)last_write_errno,
         (unsigned long long)last_write_us, (int)write_ms, cfg_disk,
         disk_ok ? "true" : "false", writer_stopped ? "true" : "false",
-        (int)dirty_rate, (int)dirty_mem, (int)dirty_mem_actual, (unsigned long long)(dirtied_pages / 256), dirty_error,
+        (int)dirty_rate, (int)dirty_mem, (int)dirty_mem_actual, (unsigned long long)(dirtied_pages / 256), (unsigned long long)dirty_mismatches, dirty_error,
         cfg_ip, (unsigned long long)http_requests);
 }
 
