@@ -112,7 +112,7 @@ public struct HostRuntimeService: Service {
             try await tap.create()
             nic = QEMUCommand.NIC(backend: .tap(tap), mac: mac)
         }
-        var append = "console=ttyS0 quiet cryptomgr.notests panic=-1 vigil.name=\(spec.name)"
+        var append = "console=ttyS0 quiet cryptomgr.notests pti=on panic=-1 vigil.name=\(spec.name)"
         if let a = spec.address { append += " vigil.ip=\(a)/\(client?.prefix ?? 24)" }
         if let g = spec.gateway { append += " vigil.gw=\(g)" }
         let command = QEMUCommand(
