@@ -44,7 +44,6 @@ public struct Lab: Sendable {
                 "namespace labs need root and a working `ip netns` (this process has uid \(geteuid())): run as root, or use loopback mode (`vigil lab up --loopback`: hosts on 127.0.0.x, no link faults)")
         }
         let directory = spec.baseDirectory + "/" + spec.name
-        try refuseExisting(spec, directory: directory)
         let etcd = try CommandRunner.resolve(spec.etcdPath)
         let vigild = try spec.vigildPath.map { path in
             guard FileManager.default.isExecutableFile(atPath: path) else {
@@ -58,13 +57,19 @@ public struct Lab: Sendable {
             etcdClusterToken: "\(spec.name)-\(LabConfigFiles.randomHex(bytes: 4))",
             createdAt: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
         let lab = Lab(record: record)
+        // Checking and claiming (lab.json written) under one lock, so two concurrent `up`s
+        // cannot both take the same name or index.
+        try withBaseDirectoryLock(spec.baseDirectory) {
+            try refuseExisting(spec, directory: directory)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try record.save()
+        }
         do {
-            // lab.json first: from here on, `down` finds everything this lab makes.
+            // lab.json is there: from here on, `down` finds everything this lab makes.
             for m in spec.machines {
                 try FileManager.default.createDirectory(atPath: record.hostDirectory(m), withIntermediateDirectories: true)
             }
             try FileManager.default.createDirectory(atPath: lab.storageDirectory, withIntermediateDirectories: true)
-            try record.save()
             if spec.mode == .namespaces { try LabTopology.build(record) }
             try LabConfigFiles.writeAll(record: record)
             for m in spec.etcdMembers { try LabDaemons.start(record, m, .etcd) }
@@ -92,11 +97,23 @@ public struct Lab: Sendable {
             throw LabError(.alreadyExists,
                 "lab '\(spec.name)' already exists (\(leftovers.isEmpty ? directory : leftovers.sorted().joined(separator: " "))): run `vigil lab down --name \(spec.name)` first")
         }
-        for other in Lab.list(baseDirectory: spec.baseDirectory) where other.spec.index == spec.index {
+        for other in Lab.list(baseDirectory: spec.baseDirectory) where other.spec.index == spec.index && other.spec.mode == spec.mode {
             throw LabError(.alreadyExists,
                 "lab index \(spec.index) is taken by lab '\(other.spec.name)': pick another --index, or run `vigil lab down --name \(other.spec.name)`")
         }
         if spec.mode == .namespaces { try LabTopology.checkNoCollision(plan) }
+    }
+
+    /// Runs `body` holding an exclusive `flock` on `<baseDirectory>/.lock`.
+    static func withBaseDirectoryLock<T>(_ baseDirectory: String, _ body: () throws -> T) throws -> T {
+        try FileManager.default.createDirectory(atPath: baseDirectory, withIntermediateDirectories: true)
+        let fd = open(baseDirectory + "/.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw LabError(.commandFailed, "cannot open \(baseDirectory)/.lock: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        return try body()
     }
 
     /// Labs with a readable lab.json under `baseDirectory`.
@@ -140,7 +157,12 @@ public struct Lab: Sendable {
         while true {
             pending = pending.filter { !ready($0) }
             if pending.isEmpty { return }
-            let dead = pending.filter { LabDaemons.pid(record, $0, process) == nil }
+            // Dead means not found twice, 50 ms apart (a process caught mid-exec can look absent).
+            var dead = pending.filter { LabDaemons.pid(record, $0, process) == nil }
+            if !dead.isEmpty {
+                Thread.sleep(forTimeInterval: 0.05)
+                dead = dead.filter { LabDaemons.pid(record, $0, process) == nil && !ready($0) }
+            }
             if !dead.isEmpty || ContinuousClock.now >= deadline {
                 let reason = dead.isEmpty ? "not ready after \(timeout)" : "exited"
                 let details = (dead.isEmpty ? pending : dead).map { h in

@@ -80,8 +80,8 @@ enum LabDaemons {
     }
 
     static func readPid(_ path: String) -> Int32? {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
-        return Int32(text.trimmingCharacters(in: .whitespacesAndNewlines))
+        guard let bytes = PlainFile.contents(path) else { return nil }
+        return Int32(String(decoding: bytes, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// The pid from the pidfile if that process is alive (not a zombie) and still one of this
@@ -99,16 +99,19 @@ enum LabDaemons {
     static func isAlive(_ pid: Int32, owner directory: String? = nil) -> Bool {
         guard pid > 0, let state = state(pid), state != "Z", state != "X" else { return false }
         guard let directory else { return true }
-        let environ = FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data()
-        if environ.split(separator: 0).contains(Data("\(ownerVariable)=\(directory)".utf8)) { return true }
-        guard let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let mark = Array("\(ownerVariable)=\(directory)".utf8)
+        if let environ = PlainFile.contents("/proc/\(pid)/environ"), environ.split(separator: 0).contains(where: { $0.elementsEqual(mark) }) {
+            return true
+        }
+        guard let cmdline = PlainFile.contents("/proc/\(pid)/cmdline") else { return false }
         return String(decoding: cmdline, as: UTF8.self).contains(directory + "/")
     }
 
     /// Process state letter from /proc (`R`, `S`, `T` for stopped, …), nil if gone.
     static func state(_ pid: Int32) -> Character? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
+        guard let bytes = PlainFile.contents("/proc/\(pid)/stat") else { return nil }
+        let stat = String(decoding: bytes, as: UTF8.self)
+        guard let close = stat.lastIndex(of: ")") else { return nil }
         return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
     }
 

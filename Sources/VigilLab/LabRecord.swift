@@ -52,13 +52,13 @@ public struct LabRecord: Codable, Sendable, Equatable {
 
     static func load(directory: String) throws -> LabRecord {
         let path = path(directory: directory)
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let bytes = PlainFile.contents(path) else {
             throw LabError(.notFound, "no lab at \(directory) (\(path) missing): start one with `vigil lab up`")
         }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         do {
-            return try decoder.decode(LabRecord.self, from: data)
+            return try decoder.decode(LabRecord.self, from: Data(bytes))
         } catch {
             throw LabError(.notFound, "\(path) is unreadable (\(error)): run `vigil lab down` to remove the leftovers")
         }

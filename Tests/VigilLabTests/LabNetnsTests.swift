@@ -157,6 +157,24 @@ import VigilTestKit
     }
 
     @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd))
+    func concurrentUpsOnOneIndexLetExactlyOneWinRequiresNetns() throws {
+        let names = [Self.uniqueName(), Self.uniqueName()]
+        let outcomes = LockedResults()
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            do {
+                _ = try Lab.up(LabSpec(name: names[i], index: 6, nodes: 1))
+                outcomes.append("up")
+            } catch let error as LabError where error.code == .alreadyExists {
+                outcomes.append("refused")
+            } catch {
+                outcomes.append("\(error)")
+            }
+        }
+        for name in names { _ = try? Lab.down(name: name) }
+        #expect(outcomes.values.sorted() == ["refused", "up"])
+    }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd))
     func twoLabsCoexistRequiresNetns() throws {
         try Self.withLab(nodes: 1, index: 15) { a in
             try Self.withLab(nodes: 1, index: 9) { b in
@@ -171,6 +189,14 @@ import VigilTestKit
             }
         }
     }
+}
+
+/// Strings appended from several threads.
+final class LockedResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var items: [String] = []
+    func append(_ s: String) { lock.withLock { items.append(s) } }
+    var values: [String] { lock.withLock { items } }
 }
 
 /// The agent path of `up`, with a stand-in for vigild: a script that serves `/healthz` on the
