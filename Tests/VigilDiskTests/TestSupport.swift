@@ -24,13 +24,11 @@ struct SeededRNG: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
     mutating func bytes(_ n: Int) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: n)
-        var i = 0
-        while i < n {
-            let v = next()
-            for k in 0..<min(8, n - i) { out[i + k] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(k))) }
-            i += 8
+        var out = [UInt8](repeating: 0, count: (n + 7) / 8 * 8)
+        out.withUnsafeMutableBytes { b in
+            for w in 0..<(b.count / 8) { b.storeBytes(of: next(), toByteOffset: w * 8, as: UInt64.self) }
         }
+        out.removeLast(out.count - n)
         return out
     }
 }
@@ -98,9 +96,15 @@ func readAll(_ disk: any Disk) async throws -> [UInt8] {
     return out
 }
 
+/// Fast byte comparison of two equally long ranges (debug builds compare slices slowly).
+func bytesEqual(_ a: [UInt8], _ ar: Range<Int>, _ b: [UInt8], _ br: Range<Int>) -> Bool {
+    guard ar.count == br.count else { return false }
+    return a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in memcmp(pa.baseAddress! + ar.lowerBound, pb.baseAddress! + br.lowerBound, ar.count) == 0 } }
+}
+
 /// Index of the first differing byte, for failure messages.
 func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> Int? {
     if a.count != b.count { return min(a.count, b.count) }
-    if a == b { return nil }
+    if bytesEqual(a, 0..<a.count, b, 0..<b.count) { return nil }
     return a.indices.first { a[$0] != b[$0] }
 }

@@ -19,7 +19,7 @@ public actor VHDXDisk: Disk {
     /// Opens the VHDX in `io`. Nothing is written unless every structure checks out.
     public init(io: any DiskIO, replayInMemory: Bool = false) throws(DiskError) {
         let image = try VHDXImage.load(from: io)
-        if let first = image.problems.first { throw first }
+        if let first = image.batErrors.first { throw first }
         self.io = io
         self.image = image
         allocationEnd = image.allocationEnd
@@ -100,8 +100,9 @@ public actor VHDXDisk: Disk {
     public func flush() throws(DiskError) {
         guard !isClosed else { throw .closed }
         guard dirty else { return }
+        let size = try io.size()
         try io.sync()
-        log?.markSynced()
+        log?.markSynced(fileSize: size)
         dirty = false
     }
 
@@ -171,7 +172,7 @@ public actor VHDXDisk: Disk {
             $0.dataWriteGUID = .random()
             $0.logGUID = logGUID
         }, io: io)
-        log = VHDXLogWriter(header: image.headers.current)
+        log = VHDXLogWriter(header: image.headers.current, syncedFileSize: try io.size())
     }
 
     /// Extends the file by one block at the 1 MiB-aligned end; the block reads as zeros.

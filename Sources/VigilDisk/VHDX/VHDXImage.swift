@@ -12,8 +12,12 @@ struct VHDXImage: Sendable {
     var replay: VHDXLogReplay?
     /// File size as seen after replay.
     var fileSize: UInt64
-    /// Problems that do not prevent reading the structures (bad second header, BAT entries).
-    var problems: [DiskError]
+    /// Damage the format tolerates by design: one bad header or region table copy.
+    var redundancyProblems: [DiskError]
+    /// BAT entries in a bad state, out of bounds or overlapping: the image cannot be used.
+    var batErrors: [DiskError] = []
+
+    var problems: [DiskError] { redundancyProblems + batErrors }
 
     var geometry: VHDXGeometry { metadata.geometry }
     var logRange: Range<UInt64> {
@@ -44,8 +48,8 @@ struct VHDXImage: Sendable {
         let raw = try view.readExact(Int(g.batEntries * 8), at: batRegion.fileOffset, structure: "BAT")
         let bat = raw.withUnsafeBytes { b in (0..<Int(g.batEntries)).map { b.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self).littleEndian } }
         var image = VHDXImage(creator: creator, headers: headers, regions: regions, metadata: metadata, bat: bat,
-                              replay: replay, fileSize: fileSize, problems: headers.problems + regions.problems)
-        image.problems += image.batProblems()
+                              replay: replay, fileSize: fileSize, redundancyProblems: headers.problems + regions.problems)
+        image.batErrors = image.batProblems()
         return image
     }
 

@@ -13,10 +13,13 @@ struct VHDXLogWriter {
     var head: UInt64
     var tail: UInt64
     var sequence: UInt64
+    /// File size as of the last completed sync: every byte below it is durable.
+    var syncedFileSize: UInt64
 
     static let sector = UInt64(VHDXLogEntry.sectorSize)
 
-    init(header: VHDXHeader, sequence: UInt64 = 1, head: UInt64 = 0) {
+    init(header: VHDXHeader, syncedFileSize: UInt64, sequence: UInt64 = 1, head: UInt64 = 0) {
+        self.syncedFileSize = syncedFileSize
         logOffset = header.logOffset
         logLength = UInt64(header.logLength)
         guid = header.logGUID
@@ -36,16 +39,19 @@ struct VHDXLogWriter {
     private var used: UInt64 { (head + logLength - tail) % logLength }
 
     /// Logs `pages` durably, then writes them in place. `fileSize` is the file's size
-    /// now, after any extension this update depends on (made durable by the same sync).
+    /// now, after any extension this update depends on. The entry may reach the disk
+    /// before that extension does, so it records both the last synced size
+    /// (FlushedFileOffset) and this one (LastFileOffset, which replay extends to).
     mutating func commit(pages: [VHDXLogEntry.Page], fileSize: UInt64, io: any DiskIO) throws(DiskError) {
         precondition(!pages.isEmpty && pages.count <= maxPagesPerEntry, "split updates to fit the log")
         var entry = VHDXLogEntry(sequenceNumber: sequence, tail: UInt32(tail), logGUID: guid,
-                                 flushedFileOffset: fileSize, lastFileOffset: fileSize, pages: pages)
+                                 flushedFileOffset: syncedFileSize, lastFileOffset: fileSize, pages: pages)
         let length = UInt64(entry.sectorCount) * Self.sector
         if used + length + Self.sector > logLength {
             // Not enough room: make earlier in-place writes durable, then the log is empty.
             try io.sync()
             tail = head
+            syncedFileSize = fileSize
             entry.tail = UInt32(tail)
         }
         let bytes = entry.encoded()
@@ -57,11 +63,15 @@ struct VHDXLogWriter {
             }
         } }
         try io.sync()
+        syncedFileSize = fileSize
         head = (head + length) % logLength
         sequence += 1
         for p in pages { try io.write(p.data, at: p.fileOffset) }
     }
 
     /// Called after the file was synced: every entry so far is applied and durable.
-    mutating func markSynced() { tail = head }
+    mutating func markSynced(fileSize: UInt64) {
+        tail = head
+        syncedFileSize = fileSize
+    }
 }

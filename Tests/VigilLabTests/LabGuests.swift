@@ -1,0 +1,47 @@
+import Foundation
+import VigilClient
+import VigilCore
+import VigilTestKit
+@testable import VigilLab
+
+/// What the guest workload answers on `GET /` (guest/README.md).
+struct GuestStatus: Decodable, Equatable {
+    var name: String
+    var boot_id: String
+    var counter: Int64
+    var flushed: Int64
+    var start_counter: Int64
+    var uptime_ms: Int64
+}
+
+extension Lab {
+    /// GET the guest's status from inside `host`'s namespace (over the client network).
+    func guestStatus(from host: LabHost, address: String) throws -> GuestStatus? {
+        let r = try exec(host: host, ["curl", "-s", "-m", "2", "http://\(address)/"])
+        guard r.status == 0 else { return nil }
+        return try? JSONDecoder().decode(GuestStatus.self, from: Data(r.stdout.utf8))
+    }
+
+    /// VM name → host, for every QEMU process running in a host's namespace, read from /proc.
+    func qemuProcesses() throws -> [String: [LabHost]] {
+        var out: [String: [LabHost]] = [:]
+        for h in hosts {
+            guard let ns = namespace(h) else { continue }
+            let pids = try runProcess("/usr/sbin/ip", ["netns", "pids", ns]).stdout.split(separator: "\n")
+            for pid in pids {
+                guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
+                let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+                guard let exe = argv.first, exe.hasSuffix("qemu-system-x86_64"), let i = argv.firstIndex(of: "-name"), i + 1 < argv.count else { continue }
+                out[argv[i + 1], default: []].append(h)
+            }
+        }
+        return out
+    }
+
+    func apiClient() throws -> APIClient { APIClient(config: try ClientConfig.parse(file: clientConfigPath)) }
+
+    /// Run the `vigil` CLI against this lab.
+    func vigil(_ args: [String], timeout: TimeInterval = 120) throws -> ProcessResult {
+        try runProcess(BuiltBinaries.vigil, args + ["--config", clientConfigPath], timeout: timeout)
+    }
+}
