@@ -28,11 +28,11 @@ struct ControllerRunner: Sendable {
         var lastVMs: [VMName: VMRecord] = [:]
         while !Task.isCancelled {
             do {
-                let (nodes, alive, vms) = try await readSnapshot()
+                let (nodes, alive, vms, lastKnown) = try await readSnapshot()
                 var effects: [ClusterController.Effect] = []
                 if !started {
                     effects += controller.handle(.vmsChanged(vms))
-                    effects += controller.handle(.becameLeader(registered: nodes, alive: alive, now: clock.now - origin))
+                    effects += controller.handle(.becameLeader(registered: nodes, alive: alive, lastKnownAlive: lastKnown, now: clock.now - origin))
                     started = true
                 } else {
                     if nodes != lastNodes { effects += controller.handle(.nodesChanged(nodes)) }
@@ -53,14 +53,16 @@ struct ControllerRunner: Sendable {
     }
 
     /// `nodes/`, `alive/` and `vms/` read in one transaction, so they are one consistent snapshot.
-    func readSnapshot() async throws -> ([NodeName: NodeRecord], Set<NodeName>, [VMName: VMRecord]) {
-        let r = try await etcd.txn([], then: [.getPrefix(keys.nodesPrefix), .getPrefix(keys.alivePrefix), .getPrefix(keys.vmsPrefix)])
+    func readSnapshot() async throws -> ([NodeName: NodeRecord], Set<NodeName>, [VMName: VMRecord], Set<NodeName>?) {
+        let r = try await etcd.txn([], then: [.getPrefix(keys.nodesPrefix), .getPrefix(keys.alivePrefix), .getPrefix(keys.vmsPrefix),
+                                              .get(key: keys.membership)])
         var nodes: [NodeName: NodeRecord] = [:]
         for kv in r.ranges[0] {
             if let rec = try? kv.decode(NodeRecord.self) { nodes[rec.name] = rec }
         }
         let alive = Set(r.ranges[1].compactMap { keys.name(of: $0.key, under: keys.alivePrefix) }.map(NodeName.init(unchecked:)))
-        return (nodes, alive, VMSnapshot.decode(r.ranges[2], keys: keys))
+        let lastKnown = r.ranges[3].first.flatMap { try? $0.decode(Set<NodeName>.self) }
+        return (nodes, alive, VMSnapshot.decode(r.ranges[2], keys: keys), lastKnown)
     }
 
     func record(_ event: ClusterEvent) async throws {
@@ -75,6 +77,8 @@ struct ControllerRunner: Sendable {
             switch effect {
             case let .record(event):
                 try await record(event)
+            case let .writeMembership(alive):
+                try await etcd.compareAndSwap(stillLeader, then: [try .putJSON(keys.membership, alive.sorted())])
             case let .trimEvents(keep):
                 try await events.trim(keep: keep)
             case let .writePlacement(vm, placement, expected, event):

@@ -7,8 +7,9 @@
 public struct ClusterController: Sendable {
     public enum Event: Equatable, Sendable {
         /// This node won the election. `registered` and `alive` are the store as read
-        /// right after winning.
-        case becameLeader(registered: [NodeName: NodeRecord], alive: Set<NodeName>, now: Duration)
+        /// right after winning; `lastKnownAlive` is what the previous leader last saw
+        /// (the `membership` key), so losses that happened between leaders are recorded too.
+        case becameLeader(registered: [NodeName: NodeRecord], alive: Set<NodeName>, lastKnownAlive: Set<NodeName>? = nil, now: Duration)
         /// A new snapshot of `nodes/`.
         case nodesChanged([NodeName: NodeRecord])
         /// A new snapshot of `alive/`.
@@ -24,6 +25,8 @@ public struct ClusterController: Sendable {
         case record(ClusterEvent)
         /// Delete all but the newest `keep` events.
         case trimEvents(keep: Int)
+        /// Remember who is alive (the `membership` key), for the next leader.
+        case writeMembership(Set<NodeName>)
         /// Compare-and-swap `vms/<vm>/placement`: write only if its mod revision is still
         /// `expectedRevision` (0: absent); when it is written, record `event` (if any).
         case writePlacement(VMName, Placement, expectedRevision: Int64, event: ClusterEvent?)
@@ -51,15 +54,17 @@ public struct ClusterController: Sendable {
 
     public mutating func handle(_ event: Event) -> [Effect] {
         switch event {
-        case let .becameLeader(registered, alive, now):
+        case let .becameLeader(registered, alive, lastKnownAlive, now):
             self.registered = registered
-            self.alive = alive
+            self.alive = lastKnownAlive ?? alive
             lastTrim = now
+            let changes = membershipChanged(to: alive)
             let up = alive.sorted().map(\.rawValue).joined(separator: ", ")
             let downList = down.sorted().map(\.rawValue).joined(separator: ", ")
             var msg = "\(me) leads the cluster; alive: [\(up)]"
             if !downList.isEmpty { msg += "; down: [\(downList)]" }
-            return [.record(ClusterEvent(kind: .leaderElected, severity: .info, reporter: me, node: me, message: msg))] + reconcileVMs()
+            return [.record(ClusterEvent(kind: .leaderElected, severity: .info, reporter: me, node: me, message: msg))]
+                + changes + (changes.isEmpty ? [.writeMembership(alive)] : []) + reconcileVMs()
 
         case let .nodesChanged(nodes):
             registered = nodes
@@ -70,19 +75,7 @@ public struct ClusterController: Sendable {
             return reconcileVMs()
 
         case let .aliveChanged(now):
-            let joined = now.subtracting(alive).sorted()
-            let lost = alive.subtracting(now).sorted()
-            alive = now
-            var effects: [Effect] = []
-            for n in joined {
-                effects.append(.record(ClusterEvent(kind: .nodeJoined, severity: .info, reporter: me, node: n,
-                                                    message: "node \(n) joined: its alive key appeared")))
-            }
-            for n in lost {
-                effects.append(.record(ClusterEvent(kind: .nodeLost, severity: .warning, reporter: me, node: n,
-                                                    message: "node \(n) lost: its alive key is gone (lease expired or revoked)")))
-            }
-            return effects + reconcileVMs()
+            return membershipChanged(to: now) + reconcileVMs()
 
         case let .tick(now):
             guard let last = lastTrim else { lastTrim = now; return [] }
@@ -92,5 +85,23 @@ public struct ClusterController: Sendable {
             }
             return []
         }
+    }
+
+    /// Joined and lost events for a new alive set, and the write that remembers it.
+    mutating func membershipChanged(to now: Set<NodeName>) -> [Effect] {
+        let joined = now.subtracting(alive).sorted()
+        let lost = alive.subtracting(now).sorted()
+        alive = now
+        if joined.isEmpty && lost.isEmpty { return [] }
+        var effects: [Effect] = []
+        for n in joined {
+            effects.append(.record(ClusterEvent(kind: .nodeJoined, severity: .info, reporter: me, node: n,
+                                                message: "node \(n) joined: its alive key appeared")))
+        }
+        for n in lost {
+            effects.append(.record(ClusterEvent(kind: .nodeLost, severity: .warning, reporter: me, node: n,
+                                                message: "node \(n) lost: its alive key is gone (lease expired or revoked)")))
+        }
+        return effects + [.writeMembership(now)]
     }
 }

@@ -7,6 +7,8 @@ public struct KeySpace: Sendable, Equatable {
     public var alivePrefix: String { root + "alive/" }
     public var eventsPrefix: String { root + "events/" }
     public var leader: String { root + "leader" }
+    /// The alive set the leader last saw, for the next leader.
+    public var membership: String { root + "membership" }
     public func node(_ n: NodeName) -> String { nodesPrefix + n.rawValue }
     public func alive(_ n: NodeName) -> String { alivePrefix + n.rawValue }
     public func event(_ id: EventID) -> String { eventsPrefix + id.rawValue }

@@ -51,3 +51,14 @@ struct ClusterControllerTests {
         #expect(a < b)
     }
 }
+
+extension ClusterControllerTests {
+    @Test func newLeaderRecordsLossesThatHappenedBetweenLeaders() {
+        var c = ClusterController(me: n2)
+        let effects = c.handle(.becameLeader(registered: [n1: record(n1), n2: record(n2), n3: record(n3)], alive: [n2, n3],
+                                             lastKnownAlive: [n1, n2, n3], now: .zero))
+        let lost = effects.compactMap { if case let .record(e) = $0, e.kind == .nodeLost { return e.node } else { return nil } }
+        #expect(lost == [n1])
+        #expect(effects.contains(.writeMembership([n2, n3])))
+    }
+}

@@ -20,7 +20,8 @@ import VigilTestKit
         // Everyone alive, someone leads.
         let ready = try await eventually(timeout: .seconds(15)) {
             let alive = try await etcd.getPrefix(keys.alivePrefix).kvs.count
-            return alive == 3 && (try await etcd.get(keys.leader)) != nil
+            let leader = try await etcd.get(keys.leader)
+            return alive == 3 && leader != nil
         }
         try #require(ready, "the cluster did not come up: see \(lab.directory)")
         try await body(lab, etcd, keys)
@@ -48,7 +49,8 @@ import VigilTestKit
             _ = try await eventually(timeout: Self.ttl + .seconds(3), every: .milliseconds(25)) {
                 let elapsed = ContinuousClock.now - killedAt
                 if newLeaderAfter == nil, let l = try await Self.leader(etcd, keys), l != old { newLeaderAfter = elapsed }
-                if aliveGoneAfter == nil, try await etcd.get(keys.alive(old)) == nil { aliveGoneAfter = elapsed }
+                let aliveKey = try await etcd.get(keys.alive(old))
+                if aliveGoneAfter == nil, aliveKey == nil { aliveGoneAfter = elapsed }
                 return newLeaderAfter != nil && aliveGoneAfter != nil
             }
             let newLeader = try #require(newLeaderAfter, "no new leader")
