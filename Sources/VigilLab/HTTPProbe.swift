@@ -13,31 +13,48 @@ enum HTTPProbe {
         var body: String
     }
 
-    /// nil when the connection fails or no complete status line arrives within `timeout`.
-    static func get(host: String, port: Int, path: String, timeout: Duration = .seconds(1)) -> Response? {
+    /// True when a TCP connection to `host:port` is accepted or refused (something answered) within `timeout`.
+    static func answers(host: String, port: Int, timeout: Duration = .seconds(1)) -> Bool {
+        switch connectSocket(host: host, port: port, timeout: timeout) {
+        case .connected(let fd): close(fd); return true
+        case .refused: return true
+        case .failed: return false
+        }
+    }
+
+    enum Connection { case connected(Int32), refused, failed }
+
+    static func connectSocket(host: String, port: Int, timeout: Duration) -> Connection {
         #if canImport(Glibc)
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
         let fd = socket(AF_INET, SOCK_STREAM, 0)
         #endif
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
+        guard fd >= 0 else { return .failed }
         let (seconds, attoseconds) = timeout.components
         var tv = timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
         // On Linux a blocking connect honours SO_SNDTIMEO, so this bounds connect, send and receive.
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { return nil }
-        let connected = withUnsafePointer(to: &addr) {
+        guard inet_pton(AF_INET, host, &addr.sin_addr) == 1 else { close(fd); return .failed }
+        let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard connected == 0 else { return nil }
+        if rc == 0 { return .connected(fd) }
+        let error = errno
+        close(fd)
+        return error == ECONNREFUSED ? .refused : .failed
+    }
+
+    /// nil when the connection fails or no complete status line arrives within `timeout`.
+    static func get(host: String, port: Int, path: String, timeout: Duration = .seconds(1)) -> Response? {
+        guard case .connected(let fd) = connectSocket(host: host, port: port, timeout: timeout) else { return nil }
+        defer { close(fd) }
 
         let request = Array("GET \(path) HTTP/1.0\r\nHost: \(host):\(port)\r\nConnection: close\r\n\r\n".utf8)
         let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }

@@ -21,6 +21,12 @@ extension Lab {
         return r.stdout.contains("open") || r.stderr.contains("Connection refused")
     }
 
+    /// True when a TCP connection from the root namespace (the CLI's side) to `address:port` is
+    /// accepted or refused within `timeout`.
+    public func rootCanReach(address: String, port: Int, timeout: Duration = .seconds(1)) -> Bool {
+        HTTPProbe.answers(host: address, port: port, timeout: timeout)
+    }
+
     /// The interface the kernel of `host` uses now to reach `address` (`ip route get`).
     public func routeDevice(from host: LabHost, to address: String) throws -> String? {
         let r = try exec(host: host, ["ip", "route", "get", address])

@@ -6,9 +6,10 @@ public struct LabTeardownReport: Codable, Sendable, Equatable {
     public var killedPids: [Int32] = []
     public var deletedNamespaces: [String] = []
     public var deletedLinks: [String] = []
+    public var deletedRoutes: [String] = []
     public var removedDirectory: String?
     /// True when nothing of the lab was left.
-    public var wasAbsent: Bool { killedPids.isEmpty && deletedNamespaces.isEmpty && deletedLinks.isEmpty && removedDirectory == nil }
+    public var wasAbsent: Bool { killedPids.isEmpty && deletedNamespaces.isEmpty && deletedLinks.isEmpty && deletedRoutes.isEmpty && removedDirectory == nil }
 }
 
 extension Lab {
@@ -53,6 +54,15 @@ extension Lab {
                 _ = try CommandRunner.run(["ip", "link", "del", link])
                 report.deletedLinks.append(link)
             }
+            // The root namespace's `unreachable` route for the lab's /21; the index comes from
+            // lab.json or, without it, from the root veths' names (`vl<L>-c1`).
+            var indexes = Set(rootLinks.compactMap(Self.labIndex(fromRootLink:)))
+            if let record, record.spec.mode == .namespaces { indexes.insert(record.spec.index) }
+            for index in indexes {
+                let block = LabAddressPlan(lab: name, index: index, mode: .namespaces).block
+                let r = try CommandRunner.run(["ip", "route", "del", "unreachable", block])
+                if r.succeeded { report.deletedRoutes.append("unreachable \(block)") }
+            }
             for ns in namespaces {
                 let pids = LabDaemons.namespacePids(ns)
                 LabDaemons.killAndWait(pids)
@@ -72,6 +82,12 @@ extension Lab {
             report.removedDirectory = directory
         }
         return report
+    }
+
+    /// `vl12-c1` → 12.
+    static func labIndex(fromRootLink link: String) -> Int? {
+        guard link.hasPrefix("vl"), let dash = link.firstIndex(of: "-") else { return nil }
+        return Int(link[link.index(link.startIndex, offsetBy: 2)..<dash])
     }
 
     /// `<dir>/<machine>/*.pid`.

@@ -3,7 +3,8 @@ import Foundation
 /// The lab's networks (namespace mode): a switch namespace `<lab>-sw` holds one bridge per
 /// network; every machine (host or witness) gets a namespace and a veth pair per network,
 /// switch side `n<i>-<br>` on the bridge, host side named after the network. The root
-/// namespace joins cluster1 and client through `vl<L>-c1` / `vl<L>-cl`.
+/// namespace joins cluster1 and client through `vl<L>-c1` / `vl<L>-cl`, routes each cluster
+/// address via cluster1, and holds an `unreachable` route for the rest of the lab's /21.
 ///
 /// Built with `ip -n NS -batch -`, one batch per namespace, so a lab of 9 hosts takes a few
 /// dozen forks, not hundreds.
@@ -90,6 +91,8 @@ enum LabTopology {
         for m in machines {
             root.append("route add \(plan.clusterAddress(m))/32 via \(plan.address(m, on: .cluster1)) dev \(plan.rootDevice(.cluster1)) onlink")
         }
+        // Any other lab address fails here instead of following the default route off the machine.
+        root.append("route add unreachable \(plan.block)")
 
         var swLines = ["link set lo up"]
         for net in LabNetwork.allCases {

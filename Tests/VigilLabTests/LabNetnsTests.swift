@@ -44,6 +44,15 @@ import VigilTestKit
             }
             // Quorum seen from the root namespace, through the cluster addresses.
             try lab.waitForEtcdQuorum(timeout: .seconds(5))
+            // The root namespace reaches cluster addresses and the client network, nothing else of
+            // the lab (an `unreachable` route keeps lab traffic off the default route), and forwards nothing.
+            for h in lab.hosts {
+                #expect(lab.rootCanReach(address: lab.clusterAddress(h), port: 2379))
+                #expect(lab.rootCanReach(address: lab.plan.address(h, on: .client), port: 9))
+                #expect(!lab.rootCanReach(address: lab.plan.address(h, on: .cluster2), port: 9, timeout: .milliseconds(300)))
+            }
+            #expect(try CommandRunner.run(["ip", "route", "get", "10.77.87.1"]).stderr.contains("No route to host"))
+            #expect(try CommandRunner.check(["cat", "/proc/sys/net/ipv4/ip_forward"]) == "0\n")
             #expect(lab.etcdEndpoints == (1...3).map { "http://10.77.86.\($0):2379" })
             // Shared state and config files.
             let loaded = try Lab.load(name: lab.name)
@@ -150,6 +159,8 @@ import VigilTestKit
         #expect(Set(report.deletedNamespaces) == Set(namespaces))
         #expect(try LabTopology.namespaces().filter(lab.plan.ownsNamespace).isEmpty)
         #expect(try LabTopology.links(in: nil).isDisjoint(with: ["vl14-c1", "vl14-cl"]))
+        #expect(report.deletedRoutes == ["unreachable 10.77.112.0/21"])
+        #expect(try !CommandRunner.check(["ip", "route", "show", "table", "all"]).contains("10.77.112."))
         #expect(pids.allSatisfy { !LabDaemons.isAlive($0) })
         #expect(!FileManager.default.fileExists(atPath: lab.directory))
         // Idempotent.
