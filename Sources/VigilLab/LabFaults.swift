@@ -161,7 +161,7 @@ extension Lab {
 
     /// Kills a whole host: SIGKILL to every process in its namespace (its vigild, its etcd member,
     /// later its QEMUs) and to its pidfile processes; returns once they are gone. Links stay as they are.
-    public func killHost(_ host: LabHost) throws {
+    public func killHost(host: LabHost) throws {
         try checkHost(host)
         var pids = LabProcess.allCases.compactMap { pid(host: host, process: $0) }
         if let ns = namespace(host) { pids += LabDaemons.namespacePids(ns) }

@@ -25,6 +25,12 @@ struct LabOptions: ParsableArguments {
 
     func load() throws -> Lab { try Lab.load(name: name) }
 
+    /// Loads the lab, runs one fault action on it, and prints `{"ok": true, …}` with --json.
+    func perform(_ action: String, _ body: (Lab) throws -> Void) throws {
+        try labCall { try body(load()) }
+        try emit(LabDone(lab: name, action: action)) { "" }
+    }
+
     /// Prints `value` as JSON with --json, else `text()`.
     func emit<T: Encodable>(_ value: T, _ text: () -> String) throws {
         if json {

@@ -13,8 +13,7 @@ struct LabCutCommand: AsyncParsableCommand {
     @Flag(help: "Detach the switch-side veth from its bridge instead of setting it down.") var silent = false
 
     func run() async throws {
-        try labCall { try options.load().cut(host: host, net: net, silent: silent) }
-        try options.emit(LabDone(lab: options.name, action: "cut")) { "" }
+        try options.perform("cut") { try $0.cut(host: host, net: net, silent: silent) }
     }
 }
 
@@ -26,8 +25,7 @@ struct LabRestoreCommand: AsyncParsableCommand {
     @Argument(help: "Network.") var net: LabNetwork
 
     func run() async throws {
-        try labCall { try options.load().restore(host: host, net: net) }
-        try options.emit(LabDone(lab: options.name, action: "restore")) { "" }
+        try options.perform("restore") { try $0.restore(host: host, net: net) }
     }
 }
 
@@ -49,8 +47,7 @@ struct LabPartitionCommand: AsyncParsableCommand {
                 return host.index
             })
         }
-        try labCall { try options.load().partition(parsed) }
-        try options.emit(LabDone(lab: options.name, action: "partition")) { "" }
+        try options.perform("partition") { try $0.partition(parsed) }
     }
 }
 
@@ -60,8 +57,7 @@ struct LabHealCommand: AsyncParsableCommand {
     @OptionGroup var options: LabOptions
 
     func run() async throws {
-        try labCall { try options.load().heal() }
-        try options.emit(LabDone(lab: options.name, action: "heal")) { "" }
+        try options.perform("heal") { try $0.heal() }
     }
 }
 
@@ -80,42 +76,37 @@ struct LabKillCommand: AsyncParsableCommand {
     @Argument(help: "vigild, etcd or host.") var target: LabKillTarget = .host
 
     func run() async throws {
-        try labCall {
-            let lab = try options.load()
+        try options.perform("kill") { lab in
             switch target {
-            case .host: try lab.killHost(host)
+            case .host: try lab.killHost(host: host)
             case .vigild: try lab.signal(host: host, process: .vigild, SIGKILL)
             case .etcd: try lab.signal(host: host, process: .etcd, SIGKILL)
             }
         }
-        try options.emit(LabDone(lab: options.name, action: "kill")) { "" }
+    }
+}
+
+/// HOST and vigild|etcd, for `stop` and `cont`.
+struct LabProcessTarget: ParsableArguments {
+    @OptionGroup var options: LabOptions
+    @Argument(help: "Host.") var host: LabHost
+    @Argument(help: "vigild or etcd.") var process: LabProcess
+
+    func send(_ signal: Int32, action: String) throws {
+        try options.perform(action) { try $0.signal(host: host, process: process, signal) }
     }
 }
 
 struct LabStopCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stop", abstract: "SIGSTOP a host's vigild or etcd member.")
-
-    @OptionGroup var options: LabOptions
-    @Argument(help: "Host.") var host: LabHost
-    @Argument(help: "vigild or etcd.") var process: LabProcess
-
-    func run() async throws {
-        try labCall { try options.load().signal(host: host, process: process, SIGSTOP) }
-        try options.emit(LabDone(lab: options.name, action: "stop")) { "" }
-    }
+    @OptionGroup var target: LabProcessTarget
+    func run() async throws { try target.send(SIGSTOP, action: "stop") }
 }
 
 struct LabContCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cont", abstract: "SIGCONT a stopped vigild or etcd member.")
-
-    @OptionGroup var options: LabOptions
-    @Argument(help: "Host.") var host: LabHost
-    @Argument(help: "vigild or etcd.") var process: LabProcess
-
-    func run() async throws {
-        try labCall { try options.load().signal(host: host, process: process, SIGCONT) }
-        try options.emit(LabDone(lab: options.name, action: "cont")) { "" }
-    }
+    @OptionGroup var target: LabProcessTarget
+    func run() async throws { try target.send(SIGCONT, action: "cont") }
 }
 
 struct LabExecCommand: AsyncParsableCommand {

@@ -68,7 +68,7 @@ import VigilTestKit
             #expect(try lab.status().hosts[2].etcdState == "stopped")
             try lab.signal(host: 3, process: .etcd, SIGCONT)
             #expect(try lab.status().hosts[2].etcdState == "running")
-            try lab.killHost(3)
+            try lab.killHost(host: 3)
             #expect(lab.pid(host: 3, process: .etcd) == nil)
             #expect(LabDaemons.namespacePids(lab.plan.namespace(3)).isEmpty)
             try lab.startEtcd(host: 3)
