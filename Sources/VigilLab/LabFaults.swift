@@ -14,7 +14,7 @@ extension Lab {
 
     /// True when a TCP connection from `host` to `address:port` is accepted or refused (the
     /// peer answered) within `timeout`; false when it times out or the network is unreachable.
-    public func canReach(from host: LabHost, address: String, port: Int, timeout: Duration = .seconds(1)) throws -> Bool {
+    public func canReach(from host: LabHost, address: String, port: Int, timeout: Duration = .seconds(2)) throws -> Bool {
         let seconds = String(format: "%.3f", timeout.seconds)
         let script = "exec 3<>/dev/tcp/\(address)/\(port) && echo open"
         let r = try exec(host: host, ["timeout", "-s", "KILL", seconds, "bash", "-c", script])
