@@ -76,13 +76,13 @@ public final class QEMUProcess: Sendable {
             try? FileManager.default.createDirectory(
                 atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         }
-        if let pidfile = command.pidfile, let running = try? await adopt(
-            pidfile: pidfile, qmpSocket: command.qmpSocket, name: command.name, timeout: .seconds(2), logger: logger)
-        {
-            await running.qmp.close()
-            throw QEMUError(.alreadyRunning, "a QEMU for this VM is still running; adopt it or kill it first", vm: command.name, pid: running.pid)
+        // Never touch a running QEMU's files: refuse while the pidfile names a live QEMU
+        // of this VM. (A stale QMP socket needs no cleanup: QEMU unlinks it and binds anew.)
+        if let pidfile = command.pidfile, let running = try? findRunning(pidfile: pidfile, name: command.name) {
+            throw QEMUError(
+                .alreadyRunning, "a QEMU for this VM is still running (pidfile \(pidfile)); adopt or kill it first",
+                vm: command.name, pid: running.pid)
         }
-        try? FileManager.default.removeItem(atPath: command.qmpSocket)
 
         var argv = [binary.path] + command.arguments
         var executable = binary.path
@@ -146,6 +146,16 @@ public final class QEMUProcess: Sendable {
     public static func adopt(
         pidfile: String, qmpSocket: String, name: String, timeout: Duration = .seconds(10), logger: Logger
     ) async throws -> QEMUProcess {
+        let (pid, stat) = try findRunning(pidfile: pidfile, name: name)
+        let qmp = try await QMPClient.connect(socketPath: qmpSocket, timeout: timeout, logger: logger)
+        logger.debug("QEMU adopted", metadata: ["vigil.vm": "\(name)", "vigil.qemu.pid": "\(pid)"])
+        return QEMUProcess(
+            name: name, pid: pid, qmp: qmp, isChild: stat.parent == getpid(), startTime: stat.startTime,
+            startupDuration: nil, outputLog: nil)
+    }
+
+    /// The live QEMU of VM `name` that `pidfile` names, checked through /proc.
+    static func findRunning(pidfile: String, name: String) throws -> (pid: pid_t, stat: ProcessTools.Stat) {
         guard let text = try? String(contentsOfFile: pidfile, encoding: .utf8) else {
             throw QEMUError(.notRunning, "no pidfile at \(pidfile)", vm: name)
         }
@@ -164,11 +174,7 @@ public final class QEMUProcess: Sendable {
         guard found == name else {
             throw QEMUError(.notThisVM, "QEMU from \(pidfile) runs VM \(found ?? "(unnamed)")", vm: name, pid: pid)
         }
-        let qmp = try await QMPClient.connect(socketPath: qmpSocket, timeout: timeout, logger: logger)
-        logger.debug("QEMU adopted", metadata: ["vigil.vm": "\(name)", "vigil.qemu.pid": "\(pid)"])
-        return QEMUProcess(
-            name: name, pid: pid, qmp: qmp, isChild: stat.parent == getpid(), startTime: stat.startTime,
-            startupDuration: nil, outputLog: nil)
+        return (pid, stat)
     }
 
     /// The VM name in a QEMU argv: `-name vm1` or `-name guest=vm1,debug-threads=on`.
