@@ -10,7 +10,7 @@ import VigilTestKit
 
 extension LabIntegrationTests {
     /// Real labs in network namespaces (root). Each test uses its own lab name and index
-    /// (6–15), so they could run in parallel, and always tears its lab down.
+    /// (7–15; other suites here use 1–6), and always tears its lab down.
     @Suite struct LabNetnsTests {
         static func uniqueName() -> String { "t" + LabConfigFiles.randomHex(bytes: 3) }
 
@@ -179,7 +179,7 @@ extension LabIntegrationTests {
             let outcomes = LockedResults()
             DispatchQueue.concurrentPerform(iterations: 2) { i in
                 do {
-                    _ = try Lab.up(LabSpec(name: names[i], index: 6, nodes: 1))
+                    _ = try Lab.up(LabSpec(name: names[i], index: 7, nodes: 1))
                     outcomes.append("up")
                 } catch let error as LabError where error.code == .alreadyExists {
                     outcomes.append("refused")
