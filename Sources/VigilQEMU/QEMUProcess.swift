@@ -198,9 +198,15 @@ public final class QEMUProcess: Sendable {
         exit.withLock { recorded in
             if let recorded { return recorded }
             if isChild {
-                // Our child stays a zombie until reaped, so waitpid is authoritative.
-                if let status = ProcessTools.reap(pid) { recorded = status }
-                return recorded
+                // Our child stays a zombie until reaped, so waitpid is authoritative,
+                // unless someone else reaped it (`.unknown`): then ask /proc.
+                switch ProcessTools.reap(pid) {
+                case nil: return nil
+                case .unknown?: break
+                case let status?:
+                    recorded = status
+                    return status
+                }
             }
             if let stat = ProcessTools.stat(pid), stat.startTime == startTime, !stat.hasEnded { return nil }
             recorded = .unknown

@@ -25,10 +25,13 @@ struct QEMUIntegrationTests {
     }
 
     /// The first event named `name`, or nil after `timeout` or when the stream ends.
-    func event(_ name: QMPEvent.Name, from client: QMPClient, within timeout: Duration) async -> QMPEvent? {
+    func event(
+        _ name: QMPEvent.Name, from client: QMPClient, within timeout: Duration,
+        where matches: @escaping @Sendable (QMPEvent) -> Bool = { _ in true }
+    ) async -> QMPEvent? {
         await withTaskGroup(of: QMPEvent?.self) { group in
             group.addTask {
-                for await event in client.events where event.name == name { return event }
+                for await event in client.events where event.name == name && matches(event) { return event }
                 return nil
             }
             group.addTask {
@@ -154,6 +157,8 @@ struct QEMUIntegrationTests {
                 print("measured: migration \(elapsed) wall, total-time \(info.totalTime.map { "\($0)" } ?? "?"), downtime \(info.downtime.map { "\($0)" } ?? "?"), passes \(info.dirtySyncCount ?? -1), transferred \(info.transferredBytes ?? -1) B, \(samples.count) progress samples")
 
                 #expect(try await src.qmp.queryStatus().runState == .postmigrate)
+                let completedEvent = await event(.migration, from: src.qmp, within: .seconds(2), where: { $0.data["status"] == "completed" })
+                #expect(completedEvent != nil, "MIGRATION completed event")
                 var destinationState = try await dst.qmp.queryStatus().runState
                 for _ in 0..<50 where destinationState != .running {
                     try await Task.sleep(for: .milliseconds(100))
