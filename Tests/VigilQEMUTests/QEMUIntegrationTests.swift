@@ -107,6 +107,12 @@ struct QEMUIntegrationTests {
             #expect(try await adopted.qmp.queryStatus().runState == .running)
             #expect(adopted.isAlive)
 
+            try await adopted.qmp.stop()
+            #expect(try await adopted.qmp.queryStatus() == QMPStatus(runState: .paused, running: false))
+            try await adopted.qmp.cont()
+            #expect(try await adopted.qmp.queryStatus().runState == .running)
+            #expect(await event(.resume, from: adopted.qmp, within: .seconds(5)) != nil)
+
             Glibc.kill(adopted.pid, SIGKILL)  // QEMU dies under us
             var sawEvents = 0
             for await _ in adopted.qmp.events { sawEvents += 1 }  // must end
@@ -187,6 +193,32 @@ struct QEMUIntegrationTests {
             guard case .tcg = result else { Issue.record("KVM claimed usable without vmx/svm"); return }
         }
         print("measured: KVM probe \(result) in \(elapsed); TCG probe firmware ran in \(tcgElapsed)")
+    }
+
+    @Test func deferredIncomingQMPErrorsAndQuitAgainstRealQEMU() async throws {
+        let dir = try TestSupport.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var command = TestSupport.guestCommand(name: "vq-defer", directory: dir, httpPort: TestSupport.freePort())
+        command.incoming = "defer"  // the guest never runs: cheap
+        try await withQEMU(command) { qemu in
+            #expect(try await qemu.qmp.queryStatus().runState == .inmigrate)
+            do {
+                try await qemu.qmp.execute("vigil-no-such-command")
+                Issue.record("unknown command succeeded")
+            } catch let error as QMPError {
+                #expect(error.code == .commandFailed && error.errorClass == "CommandNotFound")
+                #expect(error.message.contains("vigil-no-such-command") && error.command == "vigil-no-such-command")
+            }
+            let uri = "tcp:127.0.0.1:\(TestSupport.freePort())"
+            try await qemu.qmp.migrateIncoming(uri: uri)
+            // Listening now: a second start is refused.
+            await #expect(throws: QMPError.self) { try await qemu.qmp.migrateIncoming(uri: uri) }
+            #expect(try await qemu.qmp.queryStatus().runState == .inmigrate)
+            try await qemu.qmp.quit()
+            #expect(await qemu.waitForExit() == .exited(0))
+            await qemu.qmp.waitUntilClosed()
+            #expect(!qemu.qmp.isConnected)
+        }
     }
 
     @Test func missingKernelFailsWithQEMUsOwnMessage() async throws {
