@@ -77,6 +77,48 @@ import Testing
         #expect(ContinuousClock.now - started < .seconds(3))
     }
 
+    @Test func greetingWithoutCapabilitiesReplyTimesOut() async throws {
+        let dir = try TestSupport.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let server = try FakeQMPServer(path: dir + "/qmp.sock")
+        server.serveOne { peer in
+            peer.send(Self.greeting)
+            _ = peer.readCommand()
+            _ = peer.readCommand()  // until the client hangs up
+        }
+        do {
+            _ = try await QMPClient.connect(socketPath: server.path, timeout: .milliseconds(300), logger: TestSupport.logger)
+            Issue.record("connected without qmp_capabilities")
+        } catch let error as QMPError {
+            #expect(error.code == .timedOut && error.command == "qmp_capabilities")
+        }
+    }
+
+    @Test func timedOutCommandsLateReplyIsDroppedAndTheConnectionStaysUsable() async throws {
+        let dir = try TestSupport.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let server = try FakeQMPServer(path: dir + "/qmp.sock")
+        server.serveOne { peer in
+            peer.send(Self.greeting)
+            guard let caps = peer.readCommand() else { return }
+            peer.send(#"{"return": {}, "id": \#(caps.id)}"#)
+            guard let slow = peer.readCommand(), let fast = peer.readCommand() else { return }
+            peer.send(#"{"return": "late", "id": \#(slow.id)}"#)
+            peer.send(#"{"return": "\#(fast.command)", "id": \#(fast.id)}"#)
+            _ = peer.readCommand()
+        }
+        let client = try await QMPClient.connect(socketPath: server.path, timeout: .seconds(5), logger: TestSupport.logger)
+        do {
+            try await client.execute("slow", timeout: .milliseconds(200))
+            Issue.record("slow command did not time out")
+        } catch let error as QMPError {
+            #expect(error.code == .timedOut && error.command == "slow")
+        }
+        #expect(try await client.execute("fast") == "fast")
+        #expect(client.isConnected)
+        await client.close()
+    }
+
     @Test func nothingListeningIsConnectFailed() async throws {
         do {
             _ = try await QMPClient.connect(socketPath: "/tmp/vigil-no-such-dir/qmp.sock", timeout: .seconds(1), logger: TestSupport.logger)

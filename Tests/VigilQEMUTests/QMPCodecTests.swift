@@ -160,14 +160,6 @@ import Testing
         #expect(error.code == .connectionClosed && error.command == "quit")
     }
 
-    @Test func abandonedCommandIsNoLongerMatched() throws {
-        var state = ready()
-        let id = try #require(sentID(state.send("query-status", arguments: nil, token: "T")))
-        #expect(state.abandon(id: id)?.token == "T")
-        guard case .protocolViolation = state.receive(.reply(id: .int(id), result: .success(.null))) else {
-            Issue.record("late reply matched"); return
-        }
-    }
 }
 
 @Suite struct MigrationTypesTests {

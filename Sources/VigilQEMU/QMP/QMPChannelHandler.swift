@@ -11,8 +11,9 @@ struct QMPRequest: Sendable {
 /// yields events, and when the channel goes inactive fails every pending command with
 /// `.connectionClosed` and finishes the event stream.
 ///
-/// Leaves alone: reconnecting (a QMP socket serves one client; the caller decides) and
-/// the meaning of events (the caller reads the stream).
+/// Leaves alone: timeouts (the client fails a reply promise it stops waiting for; the
+/// late reply still matches its id and is dropped), reconnecting (a QMP socket serves
+/// one client; the caller decides) and the meaning of events (the caller reads them).
 final class QMPChannelHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = QMPRequest
@@ -20,15 +21,12 @@ final class QMPChannelHandler: ChannelDuplexHandler {
 
     private var decoder = QMPMessageDecoder()
     private var state = QMPConnectionState<EventLoopPromise<QMPValue>>()
-    private var timeouts: [Int64: Scheduled<Void>] = [:]
     private let greeting: EventLoopPromise<QMPGreeting>
     private let events: AsyncStream<QMPEvent>.Continuation
-    private let commandTimeout: TimeAmount?
 
-    init(greeting: EventLoopPromise<QMPGreeting>, events: AsyncStream<QMPEvent>.Continuation, commandTimeout: TimeAmount?) {
+    init(greeting: EventLoopPromise<QMPGreeting>, events: AsyncStream<QMPEvent>.Continuation) {
         self.greeting = greeting
         self.events = events
-        self.commandTimeout = commandTimeout
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -59,16 +57,7 @@ final class QMPChannelHandler: ChannelDuplexHandler {
         case .fail(let error):
             request.reply.fail(error)
             promise?.fail(error)
-        case .write(let bytes, let id):
-            if let commandTimeout {
-                let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-                timeouts[id] = context.eventLoop.scheduleTask(in: commandTimeout) {
-                    loopBound.value.timedOut(id: id, after: commandTimeout)
-                }
-            }
-            request.reply.futureResult.hop(to: context.eventLoop).whenComplete { [loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)] _ in
-                loopBound.value.timeouts.removeValue(forKey: id)?.cancel()
-            }
+        case .write(let bytes, _):
             context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: promise)
         }
     }
@@ -82,12 +71,6 @@ final class QMPChannelHandler: ChannelDuplexHandler {
         shutDown(context: context, error: QMPError(.connectionClosed, "QMP connection failed: \(error)"))
     }
 
-    private func timedOut(id: Int64, after: TimeAmount) {
-        guard let (promise, command) = state.abandon(id: id) else { return }
-        let ms = after.nanoseconds / 1_000_000
-        promise.fail(QMPError(.timedOut, "no reply within \(ms) ms", command: command))
-    }
-
     private func shutDown(context: ChannelHandlerContext, error: QMPError) {
         finish(error)
         context.close(promise: nil)
@@ -95,8 +78,6 @@ final class QMPChannelHandler: ChannelDuplexHandler {
 
     private func finish(_ error: QMPError) {
         for (promise, failure) in state.close(with: error) { promise.fail(failure) }
-        for (_, task) in timeouts { task.cancel() }
-        timeouts.removeAll()
         greeting.fail(error)
         events.finish()
     }

@@ -43,11 +43,9 @@ public struct QMPStatus: Sendable, Equatable {
 }
 
 /// QEMU's `RunState`; unknown values are kept.
-public struct QMPRunState: RawRepresentable, Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+public struct QMPRunState: QMPName {
     public var rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
-    public init(stringLiteral value: String) { self.rawValue = value }
-    public var description: String { rawValue }
 
     public static let running: QMPRunState = "running"
     public static let paused: QMPRunState = "paused"

@@ -70,11 +70,9 @@ public struct MigrationParameters: Sendable, Equatable {
 }
 
 /// `MigrationStatus`; unknown values are kept.
-public struct MigrationStatus: RawRepresentable, Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+public struct MigrationStatus: QMPName {
     public var rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
-    public init(stringLiteral value: String) { self.rawValue = value }
-    public var description: String { rawValue }
 
     public static let none: MigrationStatus = "none"
     public static let setup: MigrationStatus = "setup"

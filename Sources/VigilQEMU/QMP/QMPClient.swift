@@ -22,11 +22,17 @@ public final class QMPClient: Sendable {
     /// Asynchronous events, in arrival order. Finishes when the connection closes.
     public let events: AsyncStream<QMPEvent>
     public let socketPath: String
+    /// How long a command waits for its reply unless `execute` says otherwise (nil: forever).
+    public let commandTimeout: Duration?
     private let channel: Channel
     private let logger: Logger
 
-    private init(greeting: QMPGreeting, events: AsyncStream<QMPEvent>, socketPath: String, channel: Channel, logger: Logger) {
+    private init(
+        greeting: QMPGreeting, events: AsyncStream<QMPEvent>, socketPath: String, commandTimeout: Duration?,
+        channel: Channel, logger: Logger
+    ) {
         self.greeting = greeting
+        self.commandTimeout = commandTimeout
         self.events = events
         self.socketPath = socketPath
         self.channel = channel
@@ -51,9 +57,9 @@ public final class QMPClient: Sendable {
         logger: Logger
     ) async throws -> QMPClient {
         let eventLoop = eventLoopGroup.next()
+        let deadline = ContinuousClock.now + timeout
         let greetingPromise = eventLoop.makePromise(of: QMPGreeting.self)
         let (events, continuation) = AsyncStream.makeStream(of: QMPEvent.self, bufferingPolicy: .bufferingNewest(1024))
-        let perCommand = commandTimeout.map(TimeAmount.init)
         let channel: Channel
         do {
             channel = try await ClientBootstrap(group: eventLoop)
@@ -61,7 +67,7 @@ public final class QMPClient: Sendable {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(
-                            QMPChannelHandler(greeting: greetingPromise, events: continuation, commandTimeout: perCommand))
+                            QMPChannelHandler(greeting: greetingPromise, events: continuation))
                     }
                 }
                 .connect(unixDomainSocketPath: socketPath)
@@ -71,29 +77,39 @@ public final class QMPClient: Sendable {
             continuation.finish()
             throw QMPError(.connectFailed, "cannot connect to QMP socket \(socketPath): \(error)")
         }
-        let deadline = eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+        let greetingExpiry = eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             greetingPromise.fail(QMPError(.timedOut, "no QMP greeting on \(socketPath) within \(timeout) (another client connected?)"))
         }
         do {
             let greeting = try await greetingPromise.futureResult.get()
-            let client = QMPClient(greeting: greeting, events: events, socketPath: socketPath, channel: channel, logger: logger)
-            _ = try await client.execute("qmp_capabilities")
-            deadline.cancel()
+            let client = QMPClient(
+                greeting: greeting, events: events, socketPath: socketPath, commandTimeout: commandTimeout,
+                channel: channel, logger: logger)
+            greetingExpiry.cancel()
+            _ = try await client.execute("qmp_capabilities", timeout: max(deadline - ContinuousClock.now, .milliseconds(1)))
             logger.debug("QMP connected", metadata: ["vigil.qmp.socket": "\(socketPath)", "vigil.qemu.version": "\(greeting.version)"])
             return client
         } catch {
-            deadline.cancel()
+            greetingExpiry.cancel()
             try? await channel.close()
             throw error as? QMPError ?? QMPError(.connectionClosed, "\(error)")
         }
     }
 
     /// Runs one command and returns its `return` value.
+    /// - Parameter timeout: overrides the connection's `commandTimeout` for this command.
     /// - Throws: `QMPError` `.commandFailed` with QEMU's class and description,
     ///   `.connectionClosed`, or `.timedOut`.
     @discardableResult
-    public func execute(_ command: String, arguments: [String: QMPValue]? = nil) async throws -> QMPValue {
+    public func execute(_ command: String, arguments: [String: QMPValue]? = nil, timeout: Duration? = nil) async throws -> QMPValue {
         let reply = channel.eventLoop.makePromise(of: QMPValue.self)
+        if let timeout = timeout ?? commandTimeout {
+            // A reply arriving later completes an already failed promise: ignored.
+            let expiry = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+                reply.fail(QMPError(.timedOut, "no reply within \(timeout)", command: command))
+            }
+            reply.futureResult.whenComplete { _ in expiry.cancel() }
+        }
         let written = channel.eventLoop.makePromise(of: Void.self)
         written.futureResult.whenFailure { error in
             reply.fail(error as? QMPError ?? QMPError(.connectionClosed, "QMP connection closed: \(error)", command: command))

@@ -67,13 +67,6 @@ struct QMPConnectionState<Token> {
         }
     }
 
-    /// Gives up waiting for `id` (a timeout); returns its token if it was still pending.
-    mutating func abandon(id: Int64) -> (token: Token, command: String)? {
-        guard let index = pending.firstIndex(where: { $0.id == id }) else { return nil }
-        let entry = pending.remove(at: index)
-        return (entry.token, entry.command)
-    }
-
     /// The connection ended: every pending token fails with `error` (tagged with its command).
     mutating func close(with error: QMPError) -> [(Token, QMPError)] {
         if case .closed = phase { return [] }

@@ -41,11 +41,9 @@ public struct QMPEvent: Sendable, Equatable {
     }
 
     /// An event name; unknown names are kept as they are.
-    public struct Name: RawRepresentable, Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+    public struct Name: QMPName {
         public var rawValue: String
         public init(rawValue: String) { self.rawValue = rawValue }
-        public init(stringLiteral value: String) { self.rawValue = value }
-        public var description: String { rawValue }
 
         /// QEMU is exiting; `data.guest` says whether the guest asked (power off) or the host did (quit, signal).
         public static let shutdown: Name = "SHUTDOWN"
@@ -60,4 +58,16 @@ public struct QMPEvent: Sendable, Equatable {
         public static let migrationPass: Name = "MIGRATION_PASS"
         public static let blockIOError: Name = "BLOCK_IO_ERROR"
     }
+}
+
+/// A name QMP defines as an enum (run states, event names, migration states). Kept as
+/// a string so a value a newer QEMU adds is carried, not rejected.
+public protocol QMPName: RawRepresentable, Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral
+where RawValue == String {
+    init(rawValue: String)
+}
+
+extension QMPName {
+    public init(stringLiteral value: String) { self.init(rawValue: value) }
+    public var description: String { rawValue }
 }
