@@ -36,6 +36,8 @@ public struct QEMUCommand: Sendable, Equatable {
     public var append: String
     public var disks: [Disk]
     public var nic: NIC?
+    /// Unique per QEMU instance (a migration's source and destination need two): `launch`
+    /// takes whatever answers on it for this VM's QEMU.
     public var qmpSocket: String
     /// Serial console log, appended to across restarts.
     public var serialLog: String?

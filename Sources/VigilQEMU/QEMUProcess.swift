@@ -132,8 +132,10 @@ public final class QEMUProcess: Sendable {
                     return QEMUProcess(
                         name: command.name, pid: pid, qmp: qmp, isChild: true, startTime: startTime,
                         startupDuration: elapsed, outputLog: outputLog)
-                } catch let error as QMPError where error.code == .connectFailed || error.code == .connectionClosed {
-                    // Not listening yet (or QEMU is dying: the next round sees the exit).
+                } catch {
+                    // Not listening yet, no greeting yet, or QEMU is dying: the next round
+                    // sees an exit or the deadline, and never leaves QEMU running.
+                    logger.trace("QMP not ready", metadata: meta.merging(["vigil.error": "\(error)"]) { $1 })
                 }
             }
             try? await Task.sleep(for: .milliseconds(25))
