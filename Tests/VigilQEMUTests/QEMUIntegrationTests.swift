@@ -77,7 +77,7 @@ struct QEMUIntegrationTests {
         #expect(TestSupport.serial(command.serialLog).isEmpty == false)
     }
 
-    @Test func adoptFindsTheSameQEMUAndKill9IsReportedAsClosed() async throws {
+    @Test func adoptedQEMUIsTheSameAndControllableAndKill9IsReportedAsClosed() async throws {
         let dir = try TestSupport.makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let command = TestSupport.guestCommand(name: "vq-adopt", directory: dir, httpPort: TestSupport.freePort())
@@ -112,6 +112,21 @@ struct QEMUIntegrationTests {
             try await adopted.qmp.cont()
             #expect(try await adopted.qmp.queryStatus().runState == .running)
             #expect(await event(.resume, from: adopted.qmp, within: .seconds(5)) != nil)
+
+            // A migration into a peer that never reads stalls; cancelling it leaves the source running.
+            let hole = TestSupport.blackHoleListener()
+            defer { close(hole.fd) }
+            try await adopted.qmp.migrate(uri: "tcp:127.0.0.1:\(hole.port)")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await adopted.qmp.queryMigrate().status == .active)
+            try await adopted.qmp.migrateCancel()
+            var cancelled = try await adopted.qmp.queryMigrate()
+            for _ in 0..<50 where !cancelled.status.isFinal {
+                try await Task.sleep(for: .milliseconds(100))
+                cancelled = try await adopted.qmp.queryMigrate()
+            }
+            #expect(cancelled.status == .cancelled)
+            #expect(try await adopted.qmp.queryStatus().runState == .running)
 
             Glibc.kill(adopted.pid, SIGKILL)  // QEMU dies under us
             var sawEvents = 0
@@ -160,6 +175,8 @@ struct QEMUIntegrationTests {
                 #expect(info.status == .completed, "migration ended \(info.status): \(info.errorDescription ?? "")")
                 #expect((info.transferredBytes ?? 0) > 0 && info.downtime != nil && info.totalTime != nil)
                 #expect(samples.allSatisfy { [.setup, .active, .device].contains($0.status) })
+                let transferred = samples.compactMap(\.transferredBytes)
+                #expect(transferred == transferred.sorted(), "progress only grows")
                 print("measured: migration \(elapsed) wall, total-time \(info.totalTime.map { "\($0)" } ?? "?"), downtime \(info.downtime.map { "\($0)" } ?? "?"), passes \(info.dirtySyncCount ?? -1), transferred \(info.transferredBytes ?? -1) B, \(samples.count) progress samples")
 
                 #expect(try await src.qmp.queryStatus().runState == .postmigrate)
@@ -173,6 +190,8 @@ struct QEMUIntegrationTests {
                 #expect(destinationState == .running)
                 let after = await TestSupport.waitForGuest(port: destinationPort, timeout: .seconds(20))
                 #expect(after?["boot_id"] as? String == bootID, "guest rebooted or died; serial:\n\(TestSupport.serial(destination.serialLog))")
+                let counterBefore = (before?["flushed"] as? NSNumber)?.intValue ?? Int.max
+                #expect(((after?["counter"] as? NSNumber)?.intValue ?? -1) >= counterBefore, "the workload went on where it was")
             }
         }
     }

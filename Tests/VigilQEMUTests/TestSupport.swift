@@ -46,6 +46,22 @@ enum TestSupport {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
+    /// A TCP listener on 127.0.0.1 that never accepts: a migration into it stalls once
+    /// the socket buffers are full. Close the returned descriptor when done.
+    static func blackHoleListener() -> (fd: Int32, port: Int) {
+        let port = freePort()
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        listen(fd, 1)
+        return (fd, port)
+    }
+
     /// A guest VM's command with user-mode networking forwarding `httpPort` to its port 80.
     static func guestCommand(name: String, directory: String, httpPort: Int, memoryMiB: Int = 128) -> QEMUCommand {
         let disk = directory + "/\(name).raw"
