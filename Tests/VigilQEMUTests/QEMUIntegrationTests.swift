@@ -57,6 +57,9 @@ struct QEMUIntegrationTests {
             #expect(stat.session == qemu.pid, "QEMU must lead its own session (setsid)")
             #expect(stat.niceness == 10)
             #expect(qemu.isAlive && qemu.isChild)
+            // Nothing ties QEMU to us: stdin is /dev/null, stdout and stderr a file (no pipe to break).
+            let fds = (0...2).map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(qemu.pid)/fd/\($0)")) ?? "" }
+            #expect(fds == ["/dev/null", qemu.outputLog, qemu.outputLog])
 
             let status = await TestSupport.waitForGuest(port: port, timeout: .seconds(60))
             let httpReady = ContinuousClock.now - started
