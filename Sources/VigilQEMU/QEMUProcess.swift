@@ -226,6 +226,28 @@ public final class QEMUProcess: Sendable {
         }
     }
 
+    /// Clean stop: ACPI power button (`system_powerdown`), then waits up to `grace` for
+    /// the guest to power off and QEMU to exit; if it has not, SIGKILL.
+    /// - Returns: how it ended and whether the guest shut down by itself.
+    @discardableResult
+    public func shutDown(grace: Duration = .seconds(30)) async throws -> (status: ExitStatus, clean: Bool) {
+        if let status = exitStatus { return (status, false) }
+        do {
+            try await qmp.systemPowerdown()
+        } catch let error as QMPError where error.code == .connectionClosed {
+            // Already exiting.
+        }
+        let deadline = ContinuousClock.now + grace
+        while ContinuousClock.now < deadline {
+            if let status = exitStatus {
+                await qmp.close()
+                return (status, true)
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return (try await kill(.sigkill), false)
+    }
+
     /// Sends `signal` (if still running) and waits for the exit.
     /// - Throws: `QEMUError.killTimedOut` if it did not end within `timeout`.
     @discardableResult

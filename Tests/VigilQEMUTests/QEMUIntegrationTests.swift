@@ -195,6 +195,8 @@ struct QEMUIntegrationTests {
                 #expect(after?["boot_id"] as? String == bootID, "guest rebooted or died; serial:\n\(TestSupport.serial(destination.serialLog))")
                 let counterBefore = (before?["flushed"] as? NSNumber)?.intValue ?? Int.max
                 #expect(((after?["counter"] as? NSNumber)?.intValue ?? -1) >= counterBefore, "the workload went on where it was")
+                let stopped = try await dst.shutDown(grace: .seconds(20))
+                #expect(stopped.clean && stopped.status == .exited(0))
             }
         }
     }
