@@ -6,13 +6,15 @@ import NIOPosix
 ///
 /// Built on SwiftNIO rather than plain sockets and a reader task: the event loop is
 /// the reader (no thread or `Task` per VM to own and cancel), `channelInactive` is the
-/// single place where "QEMU died" is noticed, and replies, timeouts and events are
-/// handled on one thread by `QMPChannelHandler` without locks. The protocol logic
-/// itself (`QMPMessageDecoder`, `QMPConnectionState`) has no NIO in it.
+/// single place where "QEMU died" is noticed, replies and events are handled on one
+/// thread by `QMPChannelHandler` without locks, and timeouts are timers on that same
+/// event loop. The protocol logic itself (`QMPMessageDecoder`, `QMPConnectionState`)
+/// has no NIO in it.
 ///
 /// Commands may be issued concurrently; each carries an id and its reply is matched
-/// by id. Events arrive on `events` (one consumer), which finishes when the connection
-/// closes. After the connection closed every command throws `.connectionClosed`.
+/// by id. Events arrive on `events` (one consumer; the newest 1024 are kept for a slow
+/// one), which finishes when the connection closes. After the connection closed every
+/// command throws `.connectionClosed`.
 ///
 /// QEMU serves one QMP client per socket at a time: a second `connect` to the same
 /// socket waits (and times out) until the first client closes.
