@@ -134,7 +134,8 @@ public struct HostReconciler: Sendable {
             var l = local[vm] ?? Local(epoch: epoch, pid: nil, running: false, starting: false, stopAsked: nil, killAsked: false, restarts: [], nextStartAt: nil, lastExit: nil, gaveUp: false)
             switch r.spec.power {
             case .running:
-                if l.running || l.starting || l.gaveUp { local[vm] = l; continue }
+                if l.running { local[vm] = l; actions += report(vm, .running); continue }  // re-reported after a new lease
+                if l.starting || l.gaveUp { local[vm] = l; continue }
                 if let at = l.nextStartAt, now < at { local[vm] = l; continue }
                 l.starting = true; l.epoch = epoch; l.stopAsked = nil; l.killAsked = false; l.nextStartAt = nil
                 local[vm] = l

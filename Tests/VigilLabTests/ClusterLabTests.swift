@@ -13,7 +13,7 @@ import VigilTestKit
 
     static func withCluster(index: Int, _ body: (Lab, EtcdClient, KeySpace) async throws -> Void) async throws {
         let spec = LabSpec(name: "c" + LabConfigFiles.randomHex(bytes: 3), index: index, nodes: 3, vigildPath: BuiltBinaries.vigild)
-        let lab = try Lab.up(spec)
+        let lab = try await Lab.upOffPool(spec)
         defer { _ = try? lab.down() }
         let etcd = try EtcdClient(endpoints: lab.etcdEndpoints)
         let keys = KeySpace(cluster: try ClusterName(lab.name))
@@ -44,7 +44,7 @@ import VigilTestKit
             let old = try #require(try await Self.leader(etcd, keys))
             let host = try #require(LabHost(parsing: old.rawValue))
             let killedAt = ContinuousClock.now
-            try lab.signal(host: host, process: .vigild, SIGKILL)
+            try await lab.off { try $0.signal(host: host, process: .vigild, SIGKILL) }
             var newLeaderAfter: Duration?, aliveGoneAfter: Duration?
             _ = try await eventually(timeout: Self.ttl + .seconds(3), every: .milliseconds(25)) {
                 let elapsed = ContinuousClock.now - killedAt
@@ -65,7 +65,7 @@ import VigilTestKit
             }
             #expect(recorded, "no node.lost event for \(old)")
             // Restarted, it rejoins and shows as up.
-            _ = try lab.startVigild(host: host)
+            _ = try await lab.off { try $0.startVigild(host: host) }
             let rejoined = try await eventually(timeout: .seconds(15)) {
                 let s: ClusterStatus = try await Self.client(lab).get("/v1/status")
                 return s.nodes.count == 3 && s.nodes.allSatisfy { $0.state == .up }
@@ -78,7 +78,7 @@ import VigilTestKit
     func oneLostEtcdMemberIsSurvivedAndTwoMeanNoQuorumAndNoLeaderRequiresNetns() async throws {
         try await Self.withCluster(index: 2) { lab, etcd, keys in
             let before = try await etcd.getPrefix(keys.alivePrefix).kvs.map(\.createRevision)
-            try lab.signal(host: 3, process: .etcd, SIGKILL)
+            try await lab.off { try $0.signal(host: 3, process: .etcd, SIGKILL) }
             // Five seconds (2.5 TTLs) later every node still holds the same lease, and the API answers.
             try await Task.sleep(for: .seconds(5))
             let after = try await etcd.getPrefix(keys.alivePrefix).kvs.map(\.createRevision)
@@ -88,8 +88,8 @@ import VigilTestKit
             #expect(s.etcdMembers.filter(\.healthy).count == 2)
             #expect(s.nodes.allSatisfy { $0.state == .up })
 
-            try lab.signal(host: 2, process: .etcd, SIGKILL)
-            let result = try runProcess(BuiltBinaries.vigil, ["status", "--config", lab.clientConfigPath], timeout: 30)
+            try await lab.off { try $0.signal(host: 2, process: .etcd, SIGKILL) }
+            let result = try await lab.vigil(["status"], timeout: 30)
             #expect(result.status == 2, "vigil status exit \(result.status): \(result.stdout) \(result.stderr)")
             #expect(result.stderr.contains("NO QUORUM"))
             // Within a TTL (plus a renewal period) nobody claims to lead.

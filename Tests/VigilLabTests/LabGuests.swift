@@ -16,14 +16,20 @@ struct GuestStatus: Decodable, Equatable {
 
 extension Lab {
     /// GET the guest's status from inside `host`'s namespace (over the client network).
-    func guestStatus(from host: LabHost, address: String) throws -> GuestStatus? {
-        let r = try exec(host: host, ["curl", "-s", "-m", "2", "http://\(address)/"])
+    func guestStatus(from host: LabHost, address: String) async throws -> GuestStatus? {
+        let lab = self
+        let r = try await offPool { try lab.exec(host: host, ["curl", "-s", "-m", "2", "http://\(address)/"]) }
         guard r.status == 0 else { return nil }
         return try? JSONDecoder().decode(GuestStatus.self, from: Data(r.stdout.utf8))
     }
 
     /// VM name → host, for every QEMU process running in a host's namespace, read from /proc.
-    func qemuProcesses() throws -> [String: [LabHost]] {
+    func qemuProcesses() async throws -> [String: [LabHost]] {
+        let lab = self
+        return try await offPool { try lab.qemuProcessesBlocking() }
+    }
+
+    func qemuProcessesBlocking() throws -> [String: [LabHost]] {
         var out: [String: [LabHost]] = [:]
         for h in hosts {
             guard let ns = namespace(h) else { continue }
@@ -41,7 +47,16 @@ extension Lab {
     func apiClient() throws -> APIClient { APIClient(config: try ClientConfig.parse(file: clientConfigPath)) }
 
     /// Run the `vigil` CLI against this lab.
-    func vigil(_ args: [String], timeout: TimeInterval = 120) throws -> ProcessResult {
-        try runProcess(BuiltBinaries.vigil, args + ["--config", clientConfigPath], timeout: timeout)
+    func vigil(_ args: [String], timeout: TimeInterval = 120) async throws -> ProcessResult {
+        let path = clientConfigPath
+        return try await offPool { try runProcess(BuiltBinaries.vigil, args + ["--config", path], timeout: timeout) }
     }
+
+    /// Blocking lab calls, off the cooperative pool.
+    func off<T: Sendable>(_ body: @escaping @Sendable (Lab) throws -> T) async throws -> T {
+        let lab = self
+        return try await offPool { try body(lab) }
+    }
+
+    static func upOffPool(_ spec: LabSpec) async throws -> Lab { try await offPool { try Lab.up(spec) } }
 }

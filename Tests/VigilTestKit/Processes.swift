@@ -50,3 +50,13 @@ public func eventually(timeout: Duration, every: Duration = .milliseconds(50), _
         try? await Task.sleep(for: every)
     }
 }
+
+/// Run blocking work (process waits, sleeps) on its own thread, so async tests never
+/// tie up the few threads of Swift's cooperative pool (2 on a 2-core machine).
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            do { continuation.resume(returning: try body()) } catch { continuation.resume(throwing: error) }
+        }.start()
+    }
+}
