@@ -46,6 +46,14 @@ let package = Package(
             .product(name: "NIOFoundationCompat", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Heartbeat mesh: authenticated UDP heartbeats on every cluster network, link states, route steering (NetFT).
+        .target(name: "VigilHeartbeat", dependencies: [
+            "VigilCore",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The node agent's services.
         .target(name: "VigilAgent", dependencies: [
             "VigilCore", "VigilStore", "VigilQEMU",
@@ -90,6 +98,7 @@ let package = Package(
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
         .testTarget(name: "VigilDiskTests", dependencies: ["VigilDisk"]),
         .testTarget(name: "VigilQEMUTests", dependencies: ["VigilQEMU", "VigilTestKit"]),
+        .testTarget(name: "VigilHeartbeatTests", dependencies: ["VigilHeartbeat", "VigilTestKit"]),
         .testTarget(name: "VigilStoreTests", dependencies: ["VigilStore", "VigilTestKit"]),
         .testTarget(name: "VigilAgentTests", dependencies: ["VigilAgent", "VigilTestKit"]),
         .testTarget(name: "VigilAPITests", dependencies: [
