@@ -39,8 +39,12 @@ struct AgentConfigFile: Codable, Equatable {
     var networks: [Network]
     var capacity: Capacity
     /// Guest kernel and initramfs for VMs (guest/out of the repo), when found.
-    var guestKernel: String?
-    var guestInitrd: String?
+    var guest: Guest?
+
+    struct Guest: Codable, Equatable {
+        var kernel: String
+        var initrd: String
+    }
 }
 
 /// The CLI's config (`client.yaml`).
@@ -90,7 +94,7 @@ enum LabConfigFiles {
             heartbeat: .init(port: LabAddressPlan.heartbeatPort, interval: 0.25, missThreshold: 4),
             networks: networks,
             capacity: .init(cpus: record.spec.cpus, memoryMiB: record.spec.memoryMiB),
-            guestKernel: guestImage(record: record)?.kernel, guestInitrd: guestImage(record: record)?.initrd)
+            guest: guestImage(record: record).map { .init(kernel: $0.kernel, initrd: $0.initrd) })
     }
 
     /// The guest image built by guest/build.sh: `$VIGIL_GUEST_DIR`, else `guest/out` of the
@@ -144,7 +148,7 @@ enum LabConfigFiles {
             "networks:",
         ] + networks + [
             "capacity: {cpus: \(c.capacity.cpus), memoryMiB: \(c.capacity.memoryMiB)}",
-        ] + (c.guestKernel.flatMap { k in c.guestInitrd.map { "guest: {kernel: \(quoted(k)), initrd: \(quoted($0))}" } }.map { [$0] } ?? [])
+        ] + (c.guest.map { ["guest: {kernel: \(quoted($0.kernel)), initrd: \(quoted($0.initrd))}"] } ?? [])
         ).joined(separator: "\n") + "\n"
     }
 

@@ -76,7 +76,12 @@ import Yams
             spec: LabSpec(name: "demo", index: 0, nodes: 4, leaseTTL: .seconds(2)), etcdBinary: "/usr/bin/etcd", vigildBinary: nil,
             token: "1234567812345678", clusterKey: "12345678e1" + String(repeating: "0", count: 54),
             etcdClusterToken: "demo-x", createdAt: Date())
-        let config = LabConfigFiles.agentConfig(for: 2, record: record)
+        var config = LabConfigFiles.agentConfig(for: 2, record: record)
+        config.guest = nil
+        // With a guest image, the same file plus `guest: {kernel, initrd}`, also parsed back.
+        var withGuest = config
+        withGuest.guest = .init(kernel: "/repo/guest/out/vmlinux", initrd: "/repo/guest/out/initramfs.cpio.gz")
+        #expect(try YAMLDecoder().decode(AgentConfigFile.self, from: LabConfigFiles.render(withGuest)) == withGuest)
         let yaml = LabConfigFiles.render(config)
         // What the lab writes parses back to the same values.
         #expect(try YAMLDecoder().decode(AgentConfigFile.self, from: yaml) == config)
