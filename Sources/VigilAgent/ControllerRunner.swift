@@ -12,13 +12,18 @@ struct ControllerRunner: Sendable {
     let events: EventLog
     let lease: Int64
     let logger: Logger
-    /// How often the store is re-read. Reads cost ~0.3 ms each on a kept-alive connection.
-    let readEvery: Duration = .milliseconds(200)
+    /// The longest between two reads of the store when the watch sees nothing (a safety net).
+    let readEvery: Duration = .milliseconds(500)
 
     var keys: KeySpace { config.keys }
     var stillLeader: [Compare] { [.lease(keys.leader, equals: lease)] }
 
     func run() async {
+        let events = keys.eventsPrefix
+        await StoreWakeup.watching(etcd, prefix: keys.root, relevant: { !$0.hasPrefix(events) }) { wakeup in await self.loop(wakeup) }
+    }
+
+    private func loop(_ wakeup: StoreWakeup) async {
         let clock = ContinuousClock()
         let origin = clock.now
         var controller = ClusterController(me: config.node)
@@ -48,7 +53,7 @@ struct ControllerRunner: Sendable {
             } catch {
                 logger.warning("controller round failed", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: readEvery)
+            await wakeup.wait(maxWait: readEvery)
         }
     }
 

@@ -17,6 +17,7 @@ public struct HostRuntimeService: Service {
     let accel: QEMUCommand.Accelerator
     let binary: QEMUBinary
     let logger: Logger
+    /// The longest a round waits when nothing changed (a watch wakes it at once; QEMU exits are polled).
     let every: Duration = .milliseconds(250)
 
     public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog,
@@ -30,12 +31,14 @@ public struct HostRuntimeService: Service {
 
     public func run() async throws {
         let table = ProcessTable()
-        try? await cancelWhenGracefulShutdown { await self.loop(table) }
+        try? await cancelWhenGracefulShutdown {
+            await StoreWakeup.watching(self.etcd, prefix: self.keys.vmsPrefix) { wakeup in await self.loop(table, wakeup) }
+        }
         // Graceful shutdown leaves VMs running: a restarted vigild adopts them.
         await table.closeAll()
     }
 
-    private func loop(_ table: ProcessTable) async {
+    private func loop(_ table: ProcessTable, _ wakeup: StoreWakeup) async {
         var reconciler = HostReconciler(me: config.node, accel: accel.rawValue)
         let origin = ContinuousClock.now
         // Adopt what an earlier vigild left running, before any decision.
@@ -59,7 +62,7 @@ public struct HostRuntimeService: Service {
                     logger.debug("runtime could not read the store", metadata: ["error": "\(error)"])
                 }
             }
-            try? await Task.sleep(for: every)
+            await wakeup.wait(maxWait: every)
         }
     }
 

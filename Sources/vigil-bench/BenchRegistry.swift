@@ -1,4 +1,4 @@
 /// The benchmarks `vigil-bench` knows, in the order they run.
 enum BenchRegistry {
-    static let all: [any Bench] = [VHDXBench()]
+    static let all: [any Bench] = [VMStartBench(), VHDXBench()]
 }
