@@ -4,7 +4,7 @@ import Testing
 
 /// A writer that crashes at seeded random points while allocating blocks leaves a
 /// file that opens, replays its log, checks clean, and keeps every flushed write.
-@Suite struct CrashSafetyTests {
+@Suite(.timeLimit(.minutes(3))) struct CrashSafetyTests {
     static let diskSize = 16 * 1024 * 1024
     static let chunk = 4096
 

@@ -98,6 +98,25 @@ final class CrashSimIO: DiskIO, @unchecked Sendable {
         pending.append(op)
     }
 
+    /// This write reaches the durable state now; older pending writes to the same bytes
+    /// take its content (the page cache holds the newest data), other pending ops stay pending.
+    func writeDurably(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(DiskError) {
+        lock.lock(); defer { lock.unlock() }
+        try tick()
+        let bytes = [UInt8](buffer)
+        Self.apply(.write(offset, bytes), to: &pages, length: &length)
+        Self.apply(.write(offset, bytes), to: &durablePages, length: &durableLength)
+        let end = offset + UInt64(bytes.count)
+        for i in pending.indices {
+            guard case .write(let o, var old) = pending[i] else { continue }
+            let oe = o + UInt64(old.count)
+            guard o < end && offset < oe else { continue }
+            let from = max(o, offset), to = min(oe, end)
+            old.replaceSubrange(Int(from - o)..<Int(to - o), with: bytes[Int(from - offset)..<Int(to - offset)])
+            pending[i] = .write(o, old)
+        }
+    }
+
     func sync() throws(DiskError) {
         lock.lock(); defer { lock.unlock() }
         try tick()

@@ -4,7 +4,7 @@ import Testing
 
 /// A seeded mutation loop over real images: the parser, the checker and reads through
 /// an opened disk must end in a value or a `DiskError`, never a crash, never a write.
-@Suite struct FuzzTests {
+@Suite(.timeLimit(.minutes(3))) struct FuzzTests {
     /// Byte ranges holding the structures, where mutations are aimed.
     static let targets: [Range<Int>] = [
         0..<16, 65536..<65616, 131072..<131152, 196608..<196720, 262144..<262256,

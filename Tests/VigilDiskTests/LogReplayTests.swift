@@ -3,7 +3,7 @@ import Testing
 @testable import VigilDisk
 
 /// A VHDX abandoned mid-session (log GUID set, entries in the log) opens consistently.
-@Suite struct LogReplayTests {
+@Suite(.timeLimit(.minutes(3))) struct LogReplayTests {
     /// A dirty image whose in-place BAT writes were lost: only the log knows the blocks.
     static func dirtyImageWithLostBAT() async throws -> (image: [UInt8], clean: [UInt8]) {
         let b = try await Samples.dynamic(seed: 9, close: false)

@@ -4,7 +4,7 @@ import Testing
 
 /// Random reads, writes, flushes, grows and reopens against a raw reference file:
 /// the VHDX must read back exactly what the raw file holds, throughout.
-@Suite struct PropertyTests {
+@Suite(.timeLimit(.minutes(3))) struct PropertyTests {
     static let configs: [(DiskType, UInt32, UInt32)] = [
         (.dynamic, 1 << 20, 512), (.dynamic, 4 << 20, 4096), (.dynamic, 32 << 20, 512),
         (.fixed, 1 << 20, 4096), (.fixed, 8 << 20, 512),

@@ -13,11 +13,19 @@ public protocol DiskIO: AnyObject, Sendable {
     func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(DiskError)
     /// Makes every completed write and size change durable.
     func sync() throws(DiskError)
+    /// Writes `buffer` and makes that write durable before returning, without waiting
+    /// for other pending writes (on a file: a write through an `O_DSYNC` descriptor).
+    func writeDurably(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(DiskError)
     func size() throws(DiskError) -> UInt64
     func setSize(_ size: UInt64) throws(DiskError)
 }
 
 extension DiskIO {
+    public func writeDurably(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(DiskError) {
+        try write(buffer, at: offset)
+        try sync()
+    }
+
     /// Reads exactly `count` bytes or throws `.truncated` naming `structure`.
     func readExact(_ count: Int, at offset: UInt64, structure: String) throws(DiskError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
@@ -30,9 +38,14 @@ extension DiskIO {
 
     /// Reads `count` bytes, zero-filling past the end of the file.
     func readZeroFilled(_ count: Int, at offset: UInt64) throws(DiskError) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
-        _ = try typed { try out.withUnsafeMutableBytes { b in try read(into: b, at: offset) } }
-        return out
+        try typed {
+            try [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
+                let b = UnsafeMutableRawBufferPointer(buf)
+                let got = try read(into: b, at: offset)
+                if got < count { memset(b.baseAddress! + got, 0, count - got) }
+                initialized = count
+            }
+        }
     }
 
     func write(_ bytes: [UInt8], at offset: UInt64) throws(DiskError) {
@@ -43,6 +56,8 @@ extension DiskIO {
 /// A file opened with `open(2)`; closed when released.
 public final class FileIO: DiskIO {
     let fd: Int32
+    /// The same file opened with `O_DSYNC`, for `writeDurably`; -1 when read-only.
+    let dsyncFD: Int32
     public let isWritable: Bool
     public let path: String
 
@@ -53,6 +68,8 @@ public final class FileIO: DiskIO {
         self.fd = fd
         self.isWritable = writable
         self.path = path
+        dsyncFD = writable ? Glibc.open(path, O_WRONLY | O_DSYNC | O_CLOEXEC) : -1
+        if writable && dsyncFD < 0 { let e = errno; close(fd); throw .io(operation: "open \(path) O_DSYNC", errno: e) }
     }
 
     /// Creates a new file; refuses to overwrite an existing one.
@@ -62,9 +79,14 @@ public final class FileIO: DiskIO {
         self.fd = fd
         self.isWritable = true
         self.path = path
+        dsyncFD = Glibc.open(path, O_WRONLY | O_DSYNC | O_CLOEXEC)
+        if dsyncFD < 0 { let e = errno; close(fd); throw .io(operation: "open \(path) O_DSYNC", errno: e) }
     }
 
-    deinit { close(fd) }
+    deinit {
+        close(fd)
+        if dsyncFD >= 0 { close(dsyncFD) }
+    }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(DiskError) -> Int {
         guard offset <= UInt64(Int64.max) else { return 0 }
@@ -82,6 +104,14 @@ public final class FileIO: DiskIO {
     }
 
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(DiskError) {
+        try write(buffer, at: offset, fd: fd)
+    }
+
+    public func writeDurably(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(DiskError) {
+        try write(buffer, at: offset, fd: dsyncFD)
+    }
+
+    private func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64, fd: Int32) throws(DiskError) {
         guard isWritable else { throw .readOnly }
         var done = 0
         while done < buffer.count {

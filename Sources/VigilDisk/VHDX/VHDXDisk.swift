@@ -60,18 +60,21 @@ public actor VHDXDisk: Disk {
     public func read(at offset: UInt64, count: Int) throws(DiskError) -> [UInt8] {
         guard !isClosed else { throw .closed }
         try checkRange(offset, count, size: image.metadata.virtualDiskSize)
-        var out = [UInt8](repeating: 0, count: count)
         let view = readView
         let g = image.geometry
-        try typed { try out.withUnsafeMutableBytes { buf in
-            for s in segments(offset, count) {
-                let e = VHDXBATEntry(raw: image.bat[g.batIndex(ofBlock: s.block)])
-                guard e.stateBits == 6 else { continue }  // not present, zero, unmapped, undefined: zeros
-                let dst = UnsafeMutableRawBufferPointer(rebasing: buf[s.at..<(s.at + s.length)])
-                _ = try view.read(into: dst, at: e.fileOffset + s.inBlock)  // short read past EOF leaves zeros
+        let segs = segments(offset, count)
+        return try typed {
+            try [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
+                for s in segs {
+                    let dst = UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buf)[s.at..<(s.at + s.length)])
+                    let e = VHDXBATEntry(raw: image.bat[g.batIndex(ofBlock: s.block)])
+                    // Not present, zero, unmapped, undefined: zeros. Past the end of the file: zeros.
+                    let got = e.stateBits == 6 ? try view.read(into: dst, at: e.fileOffset + s.inBlock) : 0
+                    if got < s.length { memset(dst.baseAddress! + got, 0, s.length - got) }
+                }
+                initialized = count
             }
-        } }
-        return out
+        }
     }
 
     public func write(_ data: [UInt8], at offset: UInt64) throws(DiskError) {
@@ -200,3 +203,7 @@ public actor VHDXDisk: Disk {
         }
     }
 }
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -3,9 +3,10 @@
 /// written in place. The tail stays at the oldest entry whose in-place writes may not
 /// be durable yet, and moves to the head on every `sync`.
 ///
-/// Order per update: entry written, `sync`, pages written in place (not synced). A
-/// crash anywhere leaves either no entry (old metadata, intact) or a durable entry
-/// that replay on the next open applies.
+/// Order per update: entry written durably (that write alone, not the user data written
+/// before it), then pages written in place (not synced). A crash anywhere leaves either
+/// no valid entry (old metadata, intact) or a durable entry that replay on the next open
+/// applies, extending the file to the entry's LastFileOffset if the extension was lost.
 struct VHDXLogWriter {
     let logOffset: UInt64
     let logLength: UInt64
@@ -57,13 +58,11 @@ struct VHDXLogWriter {
         let bytes = entry.encoded()
         let firstPart = min(length, logLength - head)
         try typed { try bytes.withUnsafeBytes { b in
-            try io.write(UnsafeRawBufferPointer(rebasing: b[0..<Int(firstPart)]), at: logOffset + head)
+            try io.writeDurably(UnsafeRawBufferPointer(rebasing: b[0..<Int(firstPart)]), at: logOffset + head)
             if firstPart < length {
-                try io.write(UnsafeRawBufferPointer(rebasing: b[Int(firstPart)...]), at: logOffset)
+                try io.writeDurably(UnsafeRawBufferPointer(rebasing: b[Int(firstPart)...]), at: logOffset)
             }
         } }
-        try io.sync()
-        syncedFileSize = fileSize
         head = (head + length) % logLength
         sequence += 1
         for p in pages { try io.write(p.data, at: p.fileOffset) }
