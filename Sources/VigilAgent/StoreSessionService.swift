@@ -26,16 +26,48 @@ public struct StoreSessionService: Service {
     var renewEvery: Duration { config.leaseTTL / 6 }
 
     public func run() async throws {
-        try? await cancelWhenGracefulShutdown { await self.loop() }
+        do {
+            try await cancelWhenGracefulShutdown { try await self.loop() }
+        } catch let e as DuplicateNodeError {
+            logger.critical("refusing to run: \(e)")
+            throw e
+        } catch {}
         await leave()
     }
 
-    private func loop() async {
+    /// Another agent holds this node's alive key and keeps renewing it.
+    public struct DuplicateNodeError: Error, CustomStringConvertible {
+        public var node: NodeName
+        public var lease: Int64
+        public var description: String {
+            "node name '\(node)' is already alive in the cluster (lease \(String(lease, radix: 16)) kept renewed for longer than a TTL): another vigild runs with this name; give each node its own name"
+        }
+    }
+
+    private func loop() async throws {
         var first = true
         var lostAt: ContinuousClock.Instant?
+        var heldBy: (lease: Int64, since: ContinuousClock.Instant)?
         while !Task.isCancelled {
             let sent = ContinuousClock.now
-            guard let lease = await establish() else {
+            let lease: Int64
+            switch await establish() {
+            case let .joined(l):
+                lease = l
+                heldBy = nil
+            case .unreachable:
+                try? await Task.sleep(for: .milliseconds(300))
+                continue
+            case let .heldBy(other):
+                // After a crash our own old lease may still hold the key for up to a TTL;
+                // a key that outlives that is being renewed by someone else.
+                if heldBy?.lease != other {
+                    heldBy = (other, .now)
+                    logger.warning("this node's alive key is held by another lease; waiting for it to expire",
+                                   metadata: ["vigil.lease": "\(String(other, radix: 16))"])
+                } else if let since = heldBy?.since, ContinuousClock.now - since > config.leaseTTL + .seconds(2) {
+                    throw DuplicateNodeError(node: config.node, lease: other)
+                }
                 try? await Task.sleep(for: .milliseconds(300))
                 continue
             }
@@ -59,9 +91,13 @@ public struct StoreSessionService: Service {
         }
     }
 
-    /// Grant a lease, register, and bind `alive/<node>` to it. Nil when the store is not reachable.
-    private func establish() async -> Int64? {
+    enum Establish { case joined(Int64), unreachable, heldBy(Int64) }
+
+    /// Grant a lease, register, and bind `alive/<node>` to it — only if no other lease holds it.
+    private func establish() async -> Establish {
         do {
+            let existing = try await etcd.get(keys.alive(config.node))
+            if let existing, existing.lease != 0 { return .heldBy(existing.lease) }
             let lease = try await etcd.grantLease(ttl: ttlSeconds)
             var record = config.nodeRecord
             // An operator's pause survives restarts.
@@ -70,14 +106,18 @@ public struct StoreSessionService: Service {
             }
             let current = links.read()
             await state.setLinks(current)
-            _ = try await etcd.txn([], then: [
+            let r = try await etcd.txn([.absent(keys.alive(config.node))], then: [
                 try .putJSON(keys.node(config.node), record),
                 try .putJSON(keys.alive(config.node), AliveRecord(leaseID: lease.id, links: current), lease: lease.id),
-            ])
-            return lease.id
+            ], orElse: [.get(key: keys.alive(config.node))])
+            guard r.succeeded else {
+                try? await etcd.revokeLease(lease.id)
+                return .heldBy(r.ranges.first?.first?.lease ?? 0)
+            }
+            return .joined(lease.id)
         } catch {
             logger.warning("cannot join the cluster store; retrying", metadata: ["error": "\(error)"])
-            return nil
+            return .unreachable
         }
     }
 

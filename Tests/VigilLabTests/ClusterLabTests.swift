@@ -103,4 +103,33 @@ import VigilTestKit
             #expect(nobodyLeads, "a vigild still claims leadership (or a lease) without quorum")
         }
     }
+
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd && BuiltBinaries.haveAgent && BuiltBinaries.haveCLI))
+    func badInputIsRefusedClearlyAndWritesNothingRequiresNetns() async throws {
+        try await Self.withCluster(index: 3) { lab, etcd, keys in
+            var r = try await lab.vigil(["nodes", "n9"])
+            #expect(r.status == 1 && r.stderr.contains("unknown node 'n9'"), "\(r.status) \(r.stderr)")
+            r = try await lab.vigil(["nodes", "N_9"])
+            #expect(r.status == 64 && r.stderr.contains("invalid node name"), "\(r.status) \(r.stderr)")
+            r = try await lab.vigil(["status", "--token", "wrong-token-value"])
+            #expect(r.status == 1 && r.stderr.contains("wrong bearer token"), "\(r.status) \(r.stderr)")
+            r = try await offPool { try runProcess(BuiltBinaries.vigil, ["status", "--endpoint", "http://127.0.0.1:9", "--token", "x"], timeout: 30) }
+            #expect(r.status == 3 && r.stderr.contains("no Vigil node answered"), "\(r.status) \(r.stderr)")
+
+            // A second vigild claiming n1's name is refused, and changes nothing.
+            let before = try #require(try await etcd.get(keys.node(NodeName(unchecked: "n1"))))
+            let ns = try #require(lab.namespace(1))
+            let config = lab.configPath(host: 1)
+            let dup = try await offPool {
+                try runProcess("/usr/sbin/ip", ["netns", "exec", ns, BuiltBinaries.vigild, "--config", config, "--api-port", "7499",
+                                                "--state-dir", "/tmp/vigil-dup-\(getpid())"], timeout: 30)
+            }
+            #expect(dup.status != 0, "a second vigild named n1 kept running")
+            #expect(dup.stderr.contains("already alive"), "\(dup.stderr.suffix(400))")
+            let after = try #require(try await etcd.get(keys.node(NodeName(unchecked: "n1"))))
+            #expect(after.modRevision == before.modRevision, "the duplicate rewrote nodes/n1")
+            let s: ClusterStatus = try await Self.client(lab).get("/v1/status")
+            #expect(s.nodes.first { $0.name.rawValue == "n1" }?.state == .up)
+        }
+    }
 }
