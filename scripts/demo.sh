@@ -16,7 +16,18 @@ echo "== lab: 3 hosts"
 echo "== vigil status"
 "$bin/vigil" status
 echo
+echo "== a VM: create, start, and ask its guest over the client network from another host"
+"$bin/vigil" vm create demo1 --memory 256M --disk 64M --start
+"$bin/vigil" vm list
+addr=$("$bin/vigil" vm show demo1 --json | sed -n 's/.*"address" *: *"\([0-9.]*\)".*/\1/p' | head -1)
+owner=$("$bin/vigil" vm show demo1 --json | sed -n 's/.*"node" *: *"\(n[0-9]*\)".*/\1/p' | head -1)
+other=n1; [ "$owner" = n1 ] && other=n2
+for i in $(seq 1 60); do
+  if out=$(ip netns exec "demo-$other" curl -s -m 2 "http://$addr/"); then echo "guest at $addr (on $owner) answers $other: $out"; break; fi
+  sleep 1
+done
+echo
 echo "== vigil events"
-"$bin/vigil" events --limit 10
+"$bin/vigil" events --limit 12
 echo
 echo "demo ready in $(( $(date +%s) - start )) s. Try: $bin/vigil status | $bin/vigil lab cut n1 cluster1 | $bin/vigil lab down"

@@ -54,10 +54,12 @@ struct NodesCommand: AsyncParsableCommand {
     }
 
     static func table(_ nodes: [NodeStatus]) -> String {
-        Output.table(["NODE", "STATE", "LEADER", "ADDRESS", "CPUS", "MEMORY", "NETWORKS"], nodes.map { n in
+        Output.table(["NODE", "STATE", "LEADER", "ADDRESS", "CPUS", "MEMORY", "ACCEL", "NETWORKS"], nodes.map { n in
             let nets = n.networks.map { "\($0.name):\($0.up.map { $0 ? "up" : "DOWN" } ?? "?")" }.joined(separator: " ")
+            // "tcg: <why not KVM>" is long; the table shows the word, --json the reason.
+            let accel = n.accel.map { String($0.prefix { $0 != ":" && $0 != " " }) } ?? "?"
             return [n.name.rawValue, n.state.rawValue, n.isLeader ? "*" : "", n.clusterAddress, "\(n.capacity.cpus)",
-                    "\(n.capacity.memoryMiB) MiB", nets]
+                    "\(n.capacity.memoryMiB) MiB", accel, nets]
         })
     }
 }
