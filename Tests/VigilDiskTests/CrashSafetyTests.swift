@@ -128,4 +128,19 @@ import Testing
     func crashRecoveredImagesPassQemuImgCheckWithQemuImg() async throws {
         try await crashLoop(seed: testSeed(0xBADC0DE), blockSize: 1 << 20, type: .dynamic, rounds: quick ? 10 : 30, qemuEvery: 3)
     }
+
+    @Test func aWriteThatFailsMidwayRefusesFurtherUseUntilReopened() async throws {
+        let io = CrashSimIO()
+        try VHDXCreator.write(to: io, options: .init(type: .dynamic, virtualSize: 8 << 20, blockSize: 1 << 20))
+        let disk = try VHDXDisk(io: io)
+        io.crashAfter = 3  // header update (write, sync), block extension, then the log entry fails
+        await #expect(throws: DiskError.self) { try await disk.write([UInt8](repeating: 1, count: 4096), at: 0) }
+        io.revive()
+        // The device works again, but the disk's BAT may be ahead of the file: it must refuse.
+        await #expect(throws: DiskError.io(operation: "simulated crash", errno: EIO)) { try await disk.flush() }
+        await #expect(throws: DiskError.io(operation: "simulated crash", errno: EIO)) { try await disk.write([2], at: 0) }
+        let reopened = try VHDXDisk(io: io)
+        try await reopened.write([3], at: 0)
+        #expect(try await reopened.read(at: 0, count: 2) == [3, 0])
+    }
 }

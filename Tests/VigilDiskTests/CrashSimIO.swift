@@ -136,6 +136,13 @@ final class CrashSimIO: DiskIO, @unchecked Sendable {
         pending.append(.setSize(size))
     }
 
+    /// Lets operations succeed again (the "device" came back).
+    func revive() {
+        lock.lock(); defer { lock.unlock() }
+        crashed = false
+        crashAfter = nil
+    }
+
     /// The state as of now without a crash.
     var currentImage: Image {
         lock.lock(); defer { lock.unlock() }

@@ -47,6 +47,16 @@ import Testing
         #expect(try VHDXImage.load(from: io).headers.headers.allSatisfy { $0 != nil })
     }
 
+    @Test func convertReadsADirtyImageThroughInMemoryReplayWithoutWritingIt() async throws {
+        let (image, _) = try await Self.dirtyImageWithLostBAT()
+        let reference = try await readAll(try VHDXDisk(io: MemoryIO(try await Samples.dynamic(seed: 9))))
+        let dir = TempDir()
+        writeFile(dir.file("dirty.vhdx"), image)
+        _ = try await DiskConverter.convert(from: dir.file("dirty.vhdx"), to: dir.file("out.raw"), format: .raw, options: .init(type: .dynamic, virtualSize: 0))
+        #expect(readFile(dir.file("out.raw")) == reference)
+        #expect(readFile(dir.file("dirty.vhdx")) == image)
+    }
+
     @Test(.enabled(if: qemuImgAvailable))
     func replayedImageReadsIdenticalInQemuWithQemuImg() async throws {
         let (image, _) = try await Self.dirtyImageWithLostBAT()

@@ -6,11 +6,12 @@ public enum DiskImage {
         return try io.readZeroFilled(8, at: 0).matches(VHDXLayout.fileSignature, at: 0) ? .vhdx : .raw
     }
 
-    /// Opens `path` as `format` (detected when nil). A raw file opened as VHDX fails with `.notVHDX`.
+    /// Opens `path` as `format` (detected when nil). A raw file opened as VHDX fails with
+    /// `.notVHDX`. Read-only opens of a VHDX with a pending log replay it in memory.
     public static func open(path: String, format: DiskFormat? = nil, writable: Bool) throws(DiskError) -> any Disk {
         switch try resolve(format, path) {
         case .raw: return try RawDisk.open(path: path, writable: writable)
-        case .vhdx: return try VHDXDisk.open(path: path, writable: writable)
+        case .vhdx: return try VHDXDisk.open(path: path, writable: writable, replayInMemory: !writable)
         }
     }
 

@@ -9,11 +9,14 @@ public actor VHDXDisk: Disk {
     var allocationEnd: UInt64
     var dirty = false
     var isClosed = false
+    /// Set when a write, flush or grow failed midway: the in-memory BAT may be ahead of
+    /// the file, so the disk refuses further use; reopening replays the log.
+    var failed: DiskError?
 
     /// Opens the VHDX at `path`. Read-write opens replay a pending log; read-only opens
     /// refuse one (`.logNeedsReplay`) unless `replayInMemory` is set.
-    public static func open(path: String, writable: Bool = true) throws(DiskError) -> VHDXDisk {
-        try VHDXDisk(io: FileIO(path: path, writable: writable))
+    public static func open(path: String, writable: Bool = true, replayInMemory: Bool = false) throws(DiskError) -> VHDXDisk {
+        try VHDXDisk(io: FileIO(path: path, writable: writable), replayInMemory: replayInMemory)
     }
 
     /// Opens the VHDX in `io`. Nothing is written unless every structure checks out.
@@ -78,7 +81,27 @@ public actor VHDXDisk: Disk {
     }
 
     public func write(_ data: [UInt8], at offset: UInt64) throws(DiskError) {
+        try guarded { () throws(DiskError) in try writeUnguarded(data, at: offset) }
+    }
+
+    public func flush() throws(DiskError) {
+        try guarded { () throws(DiskError) in try flushUnguarded() }
+    }
+
+    public func grow(to newSize: UInt64) throws(DiskError) {
+        try guarded { () throws(DiskError) in try growUnguarded(to: newSize) }
+    }
+
+    private func guarded(_ body: () throws(DiskError) -> Void) throws(DiskError) {
         guard !isClosed else { throw .closed }
+        if let failed { throw failed }
+        do throws(DiskError) { try body() } catch {
+            if case .io = error { failed = error }
+            throw error
+        }
+    }
+
+    private func writeUnguarded(_ data: [UInt8], at offset: UInt64) throws(DiskError) {
         guard io.isWritable else { throw .readOnly }
         try checkRange(offset, data.count, size: image.metadata.virtualDiskSize)
         try beginSession()
@@ -100,8 +123,7 @@ public actor VHDXDisk: Disk {
         if !changed.isEmpty { try commitBAT(indices: changed) }
     }
 
-    public func flush() throws(DiskError) {
-        guard !isClosed else { throw .closed }
+    private func flushUnguarded() throws(DiskError) {
         guard dirty else { return }
         let size = try io.size()
         try io.sync()
@@ -111,8 +133,7 @@ public actor VHDXDisk: Disk {
 
     /// Grows the virtual disk. Fixed disks get their new blocks allocated; the size
     /// change is one log entry, written after any BAT changes it depends on.
-    public func grow(to newSize: UInt64) throws(DiskError) {
-        guard !isClosed else { throw .closed }
+    private func growUnguarded(to newSize: UInt64) throws(DiskError) {
         guard io.isWritable else { throw .readOnly }
         let old = image.metadata
         guard newSize >= old.virtualDiskSize else { throw .invalidArgument("cannot shrink a disk (from \(old.virtualDiskSize) to \(newSize) bytes)") }
@@ -152,11 +173,12 @@ public actor VHDXDisk: Disk {
         try log!.commit(pages: [.init(fileOffset: pageOffset, data: page)], fileSize: try io.size(), io: io)
         image.metadata = next
         dirty = true
-        try flush()
+        try flushUnguarded()
     }
 
     public func close() throws(DiskError) {
         guard !isClosed else { return }
+        if let failed { isClosed = true; throw failed }
         if log != nil {
             try io.sync()
             try image.headers.update({ $0.logGUID = .zero }, io: io)
