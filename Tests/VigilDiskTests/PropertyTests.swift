@@ -80,6 +80,22 @@ import Testing
         #expect(try await reopened.read(at: (3 << 20) - 1, count: 1) == [7])
     }
 
+    @Test func growthBeyondTheBATReserveIsRefusedAndGrowthWithinItWorks() async throws {
+        let dir = TempDir()
+        let path = dir.file("big.vhdx")
+        // 200 GiB in 1 MiB blocks: 200 Ki entries; the BAT reserves room for 4x.
+        try VHDXCreator.create(path: path, options: .init(type: .dynamic, virtualSize: 200 << 30, blockSize: 1 << 20))
+        let disk = try VHDXDisk.open(path: path)
+        try await disk.write([9], at: (200 << 30) - 1)
+        try await disk.grow(to: 800 << 30)
+        try await disk.write([8], at: (800 << 30) - 1)
+        await #expect(throws: DiskError.self) { try await disk.grow(to: 900 << 30) }
+        #expect(try await disk.read(at: (200 << 30) - 1, count: 1) == [9])
+        try await disk.close()
+        #expect(DiskChecker.check(path: path).ok)
+        #expect(try DiskInfo.inspect(path: path).virtualSize == 800 << 30)
+    }
+
     @Test func shrinkIsRefusedWithAClearError() async throws {
         let dir = TempDir()
         try VHDXCreator.create(path: dir.file("s.vhdx"), options: .init(type: .dynamic, virtualSize: 8 << 20))

@@ -55,7 +55,12 @@ public enum VHDXCreator {
             throw error
         }
         let g = md.geometry
-        let batLength = max((g.batEntries * 8).roundedUp(to: Size.MiB), Size.MiB)
+        // Room in the BAT to grow to 4x the size (at most 64 TiB) without moving it; a
+        // dynamic disk's unused BAT is sparse, so the reserve costs no space.
+        var room = g
+        room.virtualDiskSize = min(o.virtualSize.multipliedReportingOverflow(by: 4).partialValue, VHDXMetadata.maxVirtualDiskSize)
+        if room.virtualDiskSize < o.virtualSize { room.virtualDiskSize = o.virtualSize }
+        let batLength = max((room.batEntries * 8).roundedUp(to: Size.MiB), Size.MiB)
         guard batLength <= UInt64(UInt32.max) / 2 else { throw .invalidArgument("disk too large for block size \(o.blockSize)") }
         let payloadStart = batOffset + batLength
 
