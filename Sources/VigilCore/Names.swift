@@ -26,40 +26,39 @@ public struct InvalidName: Error, Equatable, CustomStringConvertible {
     public var description: String { "invalid \(kind) name '\(value)': \(problem)" }
 }
 
-/// The name of a cluster node (host).
-public struct NodeName: Hashable, Comparable, Codable, Sendable, CustomStringConvertible {
-    public let rawValue: String
-    public init(_ raw: String) throws {
-        if let p = NameRule.problem(with: raw) { throw InvalidName(kind: "node", value: raw, problem: p) }
-        rawValue = raw
-    }
+/// A name checked by `NameRule`, stored as its string, coded as a plain JSON string and
+/// ordered naturally ("n2" < "n10"). Node, cluster and VM names share it.
+public protocol CheckedName: Hashable, Comparable, Codable, Sendable, CustomStringConvertible {
+    /// What the name names, for error messages ("node", "VM").
+    static var kind: String { get }
+    var rawValue: String { get }
     /// For values already validated (keys read back from the store).
-    public init(unchecked raw: String) { rawValue = raw }
+    init(unchecked raw: String)
+}
+
+extension CheckedName {
+    public init(_ raw: String) throws {
+        if let p = NameRule.problem(with: raw) { throw InvalidName(kind: Self.kind, value: raw, problem: p) }
+        self.init(unchecked: raw)
+    }
     public var description: String { rawValue }
     public static func < (a: Self, b: Self) -> Bool { a.rawValue.localizedStandardCompare(b.rawValue) }
-    public init(from decoder: Decoder) throws {
-        let raw = try decoder.singleValueContainer().decode(String.self)
-        try self.init(raw)
-    }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer(); try c.encode(rawValue)
-    }
+    public init(from decoder: Decoder) throws { try self.init(try decoder.singleValueContainer().decode(String.self)) }
+    public func encode(to encoder: Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(rawValue) }
+}
+
+/// The name of a cluster node (host).
+public struct NodeName: CheckedName {
+    public static let kind = "node"
+    public let rawValue: String
+    public init(unchecked raw: String) { rawValue = raw }
 }
 
 /// The name of a cluster: the etcd key prefix `/vigil/<cluster>/`.
-public struct ClusterName: Hashable, Codable, Sendable, CustomStringConvertible {
+public struct ClusterName: CheckedName {
+    public static let kind = "cluster"
     public let rawValue: String
-    public init(_ raw: String) throws {
-        if let p = NameRule.problem(with: raw) { throw InvalidName(kind: "cluster", value: raw, problem: p) }
-        rawValue = raw
-    }
-    public var description: String { rawValue }
-    public init(from decoder: Decoder) throws {
-        try self.init(try decoder.singleValueContainer().decode(String.self))
-    }
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer(); try c.encode(rawValue)
-    }
+    public init(unchecked raw: String) { rawValue = raw }
 }
 
 extension String {

@@ -1,15 +1,8 @@
 /// The name of a virtual machine (same rule as node names).
-public struct VMName: Hashable, Comparable, Codable, Sendable, CustomStringConvertible {
+public struct VMName: CheckedName {
+    public static let kind = "VM"
     public let rawValue: String
-    public init(_ raw: String) throws {
-        if let p = NameRule.problem(with: raw) { throw InvalidName(kind: "VM", value: raw, problem: p) }
-        rawValue = raw
-    }
     public init(unchecked raw: String) { rawValue = raw }
-    public var description: String { rawValue }
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue.localizedStandardCompare(b.rawValue) }
-    public init(from decoder: Decoder) throws { try self.init(try decoder.singleValueContainer().decode(String.self)) }
-    public func encode(to encoder: Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(rawValue) }
 }
 
 /// Restart order on failover; `off` VMs are not restarted elsewhere.
