@@ -20,7 +20,7 @@ import Testing
         let dirty = try await LogReplayTests.dirtyImageWithLostBAT().image
         var corpus = [clean, dirty]
         if let q = try? qemuCreatedImage() { corpus.append(q) }
-        let budget: Double = quick ? 8 : 50
+        let budget: Double = quick ? 8 : 40
         let start = Date()
         var iterations = 0, opened = 0
         while Date().timeIntervalSince(start) < budget {
