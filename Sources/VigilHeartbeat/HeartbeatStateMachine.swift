@@ -13,8 +13,9 @@ import VigilCore
 /// - A message whose sequence is not above the highest accepted one on that link is
 ///   ignored (replay, duplicate, reordering) and counted.
 /// - Route per peer: the first up network in config order. Away from a down route at
-///   once; back to a better network only when it has been up for `preferredHold`, so a
-///   flapping preferred network moves the route at most once per hold period.
+///   once; back to a better network that has been down only when it has been up again
+///   for `preferredHold`, so a flapping preferred network moves the route at most once per
+///   hold period. A better network coming up for the first time is taken at once (start-up).
 ///   When every link to a peer is down the route stays where it is.
 ///
 /// Effects come out in the order to run them: `linkChanged` before the `steerRoute` it
@@ -185,9 +186,10 @@ public struct HeartbeatStateMachine: Sendable {
 
     // MARK: - Route choice
 
+    /// Up, and either never down before (first contact is no flap) or up for the hold period.
     private func isStable(_ link: Link, now: Duration) -> Bool {
         guard link.up, let since = link.upSince else { return false }
-        return now >= since + configuration.preferredHold
+        return link.wentDown == 0 || now >= since + configuration.preferredHold
     }
 
     private func chooseRoute(_ peer: inout Peer, name: NodeName, now: Duration) -> [Effect] {
@@ -214,7 +216,8 @@ public struct HeartbeatStateMachine: Sendable {
     /// When a better-ranked network than the current route becomes stable.
     private func nextHoldDeadline(_ peer: Peer) -> Duration? {
         guard let current = peer.route, let rank = configuration.networks.firstIndex(of: current) else { return nil }
-        return configuration.networks.prefix(rank).compactMap { peer.links[$0]?.upSince }
+        return configuration.networks.prefix(rank).compactMap { peer.links[$0] }
+            .filter { $0.wentDown > 0 }.compactMap(\.upSince)
             .map { $0 + configuration.preferredHold }.min()
     }
 }
