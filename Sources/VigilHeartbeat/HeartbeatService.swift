@@ -147,8 +147,13 @@ public final class HeartbeatService: Service, Sendable {
                 (record.name, Set(record.networks.filter { $0.role == .cluster }.map(\.name)))
             }, uniquingKeysWith: { first, _ in first })
             state.withLock { s in
+                let previous = s.records
                 s.records = Dictionary(others.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
                 _ = s.machine.handle(.peers(membership))
+                // A routed peer whose addresses changed gets its route again, with the new ones.
+                for (name, record) in s.records where previous[name].map({ $0 != record }) ?? false {
+                    if let network = s.machine.peers[name]?.route { steer(name, via: network, in: s) }
+                }
             }
         }
     }
@@ -156,7 +161,7 @@ public final class HeartbeatService: Service, Sendable {
     private func tickUntilCancelled() async {
         while !Task.isCancelled {
             let now = elapsed()
-            let (effects, deadline) = state.withLock { s in (s.machine.handle(.tick(now: now)), s.machine.nextDeadline) }
+            let (effects, deadline) = state.withLock { s in (handle(.tick(now: now), in: &s), s.machine.nextDeadline) }
             perform(effects)
             let wait = min(max((deadline ?? now + configuration.interval) - elapsed(), .milliseconds(1)), configuration.interval)
             do { try await clock.sleep(for: wait, tolerance: .milliseconds(1)) } catch { return }
@@ -168,7 +173,7 @@ public final class HeartbeatService: Service, Sendable {
             let started = clock.now
             do {
                 try await routeTable.steer(request)
-                logger.info("route steered", metadata: [
+                logger.debug("route steered", metadata: [
                     "vigil.peer": "\(request.peer)", "vigil.network": "\(request.network)",
                     "vigil.route": "\(request)", "vigil.took": "\(started.duration(to: clock.now))",
                 ])
@@ -201,9 +206,27 @@ public final class HeartbeatService: Service, Sendable {
                 s.networks[network]!.rejected += 1
                 return []
             }
-            return s.machine.handle(.received(peer: message.sender, network: network, sequence: message.sequence, now: now))
+            return handle(.received(peer: message.sender, network: network, sequence: message.sequence, now: now), in: &s)
         }
         perform(effects)
+    }
+
+    /// Runs one event through the state machine, under the lock. Route requests are queued
+    /// here, still under the lock, so the route task sees them in the machine's order even
+    /// when events arrive on several threads.
+    private func handle(_ event: HeartbeatStateMachine.Event, in s: inout State) -> [HeartbeatStateMachine.Effect] {
+        let effects = s.machine.handle(event)
+        for case let .steerRoute(peer, network) in effects { steer(peer, via: network, in: s) }
+        return effects
+    }
+
+    private func steer(_ peer: NodeName, via network: String, in s: State) {
+        guard let record = s.records[peer],
+              let theirs = record.networks.first(where: { $0.name == network }),
+              let ours = configuration.clusterNetworks.first(where: { $0.name == network }) else { return }
+        routeContinuation.yield(RouteRequest(peer: peer, network: network, destination: record.clusterAddress,
+                                             gateway: theirs.address, localAddress: ours.address,
+                                             source: configuration.clusterAddress))
     }
 
     // MARK: - Effects
@@ -214,26 +237,24 @@ public final class HeartbeatService: Service, Sendable {
             case let .send(peer, network, sequence):
                 send(to: peer, on: network, sequence: sequence)
             case let .linkChanged(peer, network, up):
-                logger.info(up ? "heartbeat link up" : "heartbeat link down", metadata: [
+                let metadata: Logger.Metadata = [
                     "vigil.node": "\(configuration.node)", "vigil.peer": "\(peer)", "vigil.network": "\(network)",
-                ])
+                ]
+                if up {
+                    logger.info("heartbeat link up", metadata: metadata)
+                } else {
+                    logger.warning("heartbeat link down", metadata: metadata.merging([
+                        "reason": "no heartbeat for \(configuration.missThreshold) intervals of \(configuration.interval)",
+                    ]) { $1 })
+                }
             case let .steerRoute(peer, network):
-                guard let request = routeRequest(peer: peer, network: network) else { continue }
-                logger.warning("steering route", metadata: [
+                // Queued already (see `handle(_:in:)`); the route task logs the outcome.
+                logger.info("steering route", metadata: [
                     "vigil.node": "\(configuration.node)", "vigil.peer": "\(peer)", "vigil.network": "\(network)",
                     "reason": "\(network) is the best network with heartbeats from the peer",
                 ])
-                routeContinuation.yield(request)
             }
         }
-    }
-
-    private func routeRequest(peer: NodeName, network: String) -> RouteRequest? {
-        guard let record = state.withLock({ $0.records[peer] }),
-              let theirs = record.networks.first(where: { $0.name == network }),
-              let ours = configuration.clusterNetworks.first(where: { $0.name == network }) else { return nil }
-        return RouteRequest(peer: peer, network: network, destination: record.clusterAddress, gateway: theirs.address,
-                            localAddress: ours.address, source: configuration.clusterAddress)
     }
 
     private func send(to peer: NodeName, on network: String, sequence: UInt64) {

@@ -78,6 +78,8 @@ import VigilCore
                                                    gateway: "127.0.102.1", localAddress: "127.0.102.2", source: "127.0.106.2")
             })
             #expect(n1.service.snapshot.link(n2.record.name, "cluster1")?.up == true, "the other direction still works")
+            #expect(n1.routes.all.last { $0.peer == n2.record.name }?.gateway == "127.0.101.250",
+                    "a routed peer whose address changed is routed again with the new address")
             #expect(nodes[2].service.snapshot.peers.allSatisfy { $0.route == "cluster1" })
 
             // Heal: back to cluster1, but not before the 500 ms hold.
