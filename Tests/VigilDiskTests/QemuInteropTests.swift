@@ -61,6 +61,13 @@ import Testing
         #expect(firstDifference(got, ref) == nil, "first difference at \(firstDifference(got, ref) ?? -1)")
     }
 
+    /// On CI (`VIGIL_REQUIRE_ALL=1`) the qemu-img tests must run, not skip.
+    @Test func qemuImgIsInstalledWhenCIRequiresEveryCapability() {
+        if ProcessInfo.processInfo.environment["VIGIL_REQUIRE_ALL"] == "1" {
+            #expect(qemuImgAvailable, "qemu-img (Debian qemu-utils) is required on CI")
+        }
+    }
+
     @Test(.enabled(if: qemuImgAvailable))
     func qemuImgInfoReportsVigilImageSizeWithQemuImg() throws {
         let dir = TempDir()
