@@ -13,6 +13,8 @@ bin=$(swift build --show-bin-path)
 echo "== lab: 3 hosts"
 "$bin/vigil" lab down --name demo >/dev/null 2>&1 || true
 "$bin/vigil" lab up --nodes 3
+# The agents elect a leader within a moment of starting; show status once they have.
+for i in $(seq 1 50); do "$bin/vigil" status --json 2>/dev/null | grep -q '"leader" *:' && break; sleep 0.2; done
 echo "== vigil status"
 "$bin/vigil" status
 echo
