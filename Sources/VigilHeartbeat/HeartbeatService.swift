@@ -85,21 +85,26 @@ public final class HeartbeatService: Service, Sendable {
 
     public func run() async throws {
         defer { closeChannels() }
+        var bound: [(NetworkAttachment, any Channel)] = []
         for network in configuration.clusterNetworks {
             let channel = try await bind(network)
-            channels.withLock { $0[network.name] = channel }
-            state.withLock { $0.networks[network.name]!.bound = true }
+            install(channel, for: network)
+            bound.append((network, channel))
         }
         logger.info("heartbeat mesh started", metadata: [
             "vigil.node": "\(configuration.node)",
             "vigil.networks": "\(configuration.clusterNetworks.map(\.name).joined(separator: ","))",
             "vigil.interval": "\(configuration.interval)",
         ])
+        let supervised = bound
         await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.followPeers() }
                 group.addTask { await self.steerRoutes() }
                 group.addTask { await self.tickUntilCancelled() }
+                for (network, channel) in supervised {
+                    group.addTask { await self.keepBound(network, first: channel) }
+                }
                 await group.waitForAll()
             }
         }
@@ -129,6 +134,46 @@ public final class HeartbeatService: Service, Sendable {
         } catch {
             throw HeartbeatServiceError(description:
                 "cannot bind heartbeat socket on \(network.name) (\(network.address):\(configuration.port)): \(error); check the network's address in the config")
+        }
+    }
+
+    private func install(_ channel: any Channel, for network: NetworkAttachment) {
+        channels.withLock { $0[network.name] = channel }
+        state.withLock { $0.networks[network.name]!.bound = true }
+    }
+
+    /// NIO closes a UDP channel on most send errors (e.g. `ENETUNREACH` while the network
+    /// has no carrier and its routes are ignored); bind it again every interval until it works.
+    private func keepBound(_ network: NetworkAttachment, first: any Channel) async {
+        var channel = first
+        while !Task.isCancelled {
+            let opened = clock.now
+            await withTaskCancellationHandler {
+                _ = try? await channel.closeFuture.get()
+            } onCancel: { [channel] in
+                channel.close(promise: nil)
+            }
+            if Task.isCancelled { return }
+            channels.withLock { if $0[network.name] === channel { $0[network.name] = nil } }
+            let restarts = state.withLock { s in
+                s.networks[network.name]!.bound = false
+                s.networks[network.name]!.socketRestarts += 1
+                return s.networks[network.name]!.socketRestarts
+            }
+            // Warn once per outage: not again while the socket keeps closing right away.
+            let metadata: Logger.Metadata = ["vigil.node": "\(configuration.node)", "vigil.network": "\(network.name)"]
+            if restarts == 1 || opened.duration(to: clock.now) > configuration.interval * 10 {
+                logger.warning("heartbeat socket closed; binding it again every interval", metadata: metadata)
+            }
+            while !Task.isCancelled {
+                do { try await clock.sleep(for: configuration.interval) } catch { return }
+                guard let next = try? await bind(network) else { continue }
+                if Task.isCancelled { next.close(promise: nil); return }
+                channel = next
+                install(next, for: network)
+                logger.debug("heartbeat socket bound again", metadata: metadata)
+                break
+            }
         }
     }
 

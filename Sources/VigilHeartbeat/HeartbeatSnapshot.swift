@@ -36,6 +36,8 @@ public struct HeartbeatSnapshot: Sendable, Equatable {
         public var authenticationFailures: UInt64 = 0
         /// Other rejects: not a heartbeat, bad version, malformed, another cluster, unknown sender.
         public var rejected: UInt64 = 0
+        /// Times the socket was closed under us (send errors) and bound again.
+        public var socketRestarts: UInt64 = 0
     }
 
     public var node: NodeName

@@ -21,19 +21,23 @@ final class TimedRouteTable: RouteTable {
 }
 
 /// Real namespaces, real routes, a real TCP connection between cluster addresses, and a
-/// silent cut of one host's cluster1 (carrier stays up: the kernel cannot see it).
+/// cut of one host's cluster1: silent (carrier stays up: the kernel cannot see it), or with
+/// carrier loss (only that host's kernel sees it; its peer must learn it from heartbeats).
 @Suite(.serialized) struct HeartbeatNetnsTests {
     struct Timing: Sendable, CustomStringConvertible {
         var label: String
         var interval: Duration
         var missThreshold: Int
-        var description: String { "\(label) (\(interval) × \(missThreshold))" }
+        /// Cut with carrier loss instead of silently.
+        var carrier = false
+        var description: String { "\(label) (\(interval) × \(missThreshold), \(carrier ? "carrier loss" : "silent"))" }
         static let fast = Timing(label: "fast", interval: .milliseconds(100), missThreshold: 3)
         static let standard = Timing(label: "default", interval: .milliseconds(250), missThreshold: 4)
+        static let fastCarrier = Timing(label: "carrier", interval: .milliseconds(100), missThreshold: 3, carrier: true)
     }
 
-    @Test(.enabled(if: Capabilities.hasNetns), arguments: [Timing.fast, Timing.standard])
-    func silentCutSteersRoutesAndTCPBetweenClusterAddressesSurvivesRequiresNetns(timing: Timing) async throws {
+    @Test(.enabled(if: Capabilities.hasNetns), arguments: [Timing.fast, Timing.standard, Timing.fastCarrier])
+    func lostClusterNetworkSteersRoutesAndTCPBetweenClusterAddressesSurvivesRequiresNetns(timing: Timing) async throws {
         try Capabilities.require(Capabilities.hasNetns, "network namespaces (root, ip netns)")
         let topology = NetnsTopology(prefix: "vhb\(getpid() % 100_000)\(timing.label.prefix(1))", hosts: 2)
         topology.remove()
@@ -82,9 +86,9 @@ final class TimedRouteTable: RouteTable {
             let probe = try TCPEchoProbe(client: client, listener: listener, to: topology.clusterAddress(2), port: echoPort)
             try await Task.sleep(for: .seconds(1))
 
-            // Silent loss of n1's cluster1: both ends must steer onto cluster2.
+            // n1 loses cluster1: both ends must steer onto cluster2.
             let cutAt = ContinuousClock.now
-            try topology.cutSilently(host: 1, network: 1)
+            if timing.carrier { try topology.cutCarrier(host: 1, network: 1) } else { try topology.cutSilently(host: 1, network: 1) }
             let steered = await eventually(timeout: .seconds(5)) {
                 tables.allSatisfy { $0.firstSteer(onto: "cluster2", after: cutAt) != nil }
             }
@@ -100,7 +104,7 @@ final class TimedRouteTable: RouteTable {
             try topology.restore(host: 1, network: 1)
             #expect(await eventually(timeout: .seconds(8)) {
                 tables.allSatisfy { $0.firstSteer(onto: "cluster1", after: restoredAt) != nil }
-            })
+            }, "n1: \(services[0].snapshot)\nn2: \(services[1].snapshot)")
             try await Task.sleep(for: .milliseconds(500))
             let (replies, failure) = probe.stop()
             #expect(failure == nil)
@@ -115,7 +119,8 @@ final class TimedRouteTable: RouteTable {
             print("""
                 NetFT \(timing): cut→steer started n1 \(detect.first ?? .zero), n2 \(detect.last ?? .zero); \
                 ip route replace took \(ipTook); TCP stall on cut \(cutStall) (\(replies.count) replies); \
-                restore→back on cluster1 \(back); TCP stall on restore \(restoreStall)
+                restore→back on cluster1 \(back); TCP stall on restore \(restoreStall); \
+                n1 cluster1 socket restarts \(services[0].snapshot.network("cluster1")!.socketRestarts)
                 """)
             let missTimeout = timing.interval * timing.missThreshold
             // The stall ends at TCP's first retransmission after the switch (backoff 0.2, 0.4, 0.8 s…).

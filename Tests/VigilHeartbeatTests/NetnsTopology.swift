@@ -36,6 +36,9 @@ struct NetnsTopology {
             let ns = namespace(host)
             try ip(["netns", "add", ns])
             try ip(["-n", ns, "link", "set", "lo", "up"])
+            // As in the lab: the kernel skips routes over a link without carrier.
+            try ip(["netns", "exec", ns, "sh", "-c",
+                    "echo 1 > /proc/sys/net/ipv4/conf/all/ignore_routes_with_linkdown; echo 1 > /proc/sys/net/ipv4/conf/default/ignore_routes_with_linkdown"])
             try ip(["-n", ns, "addr", "add", "\(clusterAddress(host))/32", "dev", "lo"])
             for net in 1...2 {
                 let sw = "n\(host)-c\(net)"
@@ -60,8 +63,14 @@ struct NetnsTopology {
         try ip(["-n", switchNamespace, "link", "set", "n\(host)-c\(network)", "nomaster"])
     }
 
+    /// Cuts `host`'s link on `network` with carrier loss: its switch-side veth goes down.
+    func cutCarrier(host: Int, network: Int) throws {
+        try ip(["-n", switchNamespace, "link", "set", "n\(host)-c\(network)", "down"])
+    }
+
+    /// Undoes either cut.
     func restore(host: Int, network: Int) throws {
-        try ip(["-n", switchNamespace, "link", "set", "n\(host)-c\(network)", "master", "c\(network)"])
+        try ip(["-n", switchNamespace, "link", "set", "n\(host)-c\(network)", "master", "c\(network)", "up"])
     }
 
     /// The device `host`'s kernel uses now to reach `address`.
