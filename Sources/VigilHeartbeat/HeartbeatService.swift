@@ -14,7 +14,17 @@ import VigilCore
 ///
 /// Feed it the cluster's `NodeRecord`s (its own is ignored) through `peers`; read
 /// `snapshot` for status and the API. `run()` ends on graceful shutdown or cancellation
-/// and closes its sockets; it changes no route on the way out.
+/// and closes its sockets; it changes no route on the way out. It throws at start when a
+/// cluster network's address cannot be bound; a socket closed later is bound again.
+///
+///     let (peers, feed) = AsyncStream.makeStream(of: [NodeRecord].self)
+///     let heartbeat = HeartbeatService(
+///         configuration: HeartbeatConfiguration(cluster: cluster, node: node, key: try HeartbeatKey(hex: clusterKey),
+///                                               clusterAddress: clusterAddress, networks: networks,
+///                                               port: 7481, interval: .milliseconds(250), missThreshold: 4),
+///         peers: peers, routeTable: IPRouteTable(), logger: logger)
+///     // on every change of etcd's nodes/: feed.yield(allNodeRecords)
+///     // ServiceGroup(services: [..., heartbeat, ...]); the API reads heartbeat.snapshot
 public final class HeartbeatService: Service, Sendable {
     /// Makes and binds the UDP socket of one network; returns its descriptor. For tests
     /// that bind inside another network namespace. Default: NIO binds (address, port).
