@@ -32,8 +32,11 @@ phase "disks" --filter "VigilDiskTests"
 phase "QEMU" --filter "VigilQEMUTests"
 phase "lab (network namespaces)" --filter "VigilLabTests"
 echo "== all tests finished in $(( $(date +%s) - start )) s"
-if [ "${VIGIL_REQUIRE_ALL:-0}" = 1 ] && grep -qE "Test .* skipped" "$log"; then
-  echo "== FAIL: tests were skipped on CI (VIGIL_REQUIRE_ALL=1):"; grep -E "Test .* skipped" "$log"
+# Entry points named `…ChildProcess()` are not tests: a test re-executes the test binary
+# to run them in a child (e.g. a disk writer it kills); they skip in a normal run.
+skips=$(grep -E "Test .* skipped" "$log" | grep -v "ChildProcess()" || true)
+if [ "${VIGIL_REQUIRE_ALL:-0}" = 1 ] && [ -n "$skips" ]; then
+  echo "== FAIL: tests were skipped on CI (VIGIL_REQUIRE_ALL=1):"; echo "$skips"
   failed+=("skips")
 fi
 if [ ${#failed[@]} -gt 0 ]; then echo "== FAILED: ${failed[*]} (full log: $log)"; exit 1; fi
