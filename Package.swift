@@ -63,7 +63,6 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         // REST API routes (Hummingbird 2).
         .target(name: "VigilAPI", dependencies: [
@@ -81,7 +80,7 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
         ]),
         .executableTarget(name: "vigild", dependencies: [
-            "VigilCore", "VigilStore", "VigilAgent", "VigilAPI", "VigilQEMU",
+            "VigilCore", "VigilStore", "VigilAgent", "VigilAPI", "VigilQEMU", "VigilHeartbeat",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),

@@ -63,7 +63,9 @@ public struct AgentConfig: Sendable, Equatable {
         let token = try m.string("token")
         guard token.count >= 16 else { throw ConfigError(field: "token", problem: "must be at least 16 characters") }
         let key = try m.string("clusterKey")
-        guard key.count >= 32, key.allSatisfy(\.isHexDigit) else { throw ConfigError(field: "clusterKey", problem: "must be at least 32 hex digits") }
+        guard key.count >= 32, key.count % 2 == 0, key.allSatisfy(\.isHexDigit) else {
+            throw ConfigError(field: "clusterKey", problem: "must be an even number (at least 32) of hex digits")
+        }
         let address = try m.ipv4("clusterAddress")
         let stateDir = try m.string("stateDir")
         guard stateDir.hasPrefix("/") else { throw ConfigError(field: "stateDir", problem: "must be an absolute path") }

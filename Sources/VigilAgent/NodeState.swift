@@ -8,7 +8,8 @@ public actor NodeState {
     /// When the last keep-alive that etcd acknowledged was *sent* (monotonic).
     public private(set) var lastRenewalSent: ContinuousClock.Instant?
     public private(set) var isLeader = false
-    public private(set) var links: [String: Bool] = [:]
+    /// What `alive/<node>` last said (own links, heard peers).
+    public private(set) var alive: AliveRecord?
 
     public init(node: NodeName) { self.node = node }
 
@@ -16,7 +17,7 @@ public actor NodeState {
     func renewed(sentAt: ContinuousClock.Instant) { lastRenewalSent = sentAt }
     func lost() { leaseID = nil; isLeader = false }
     func setLeader(_ v: Bool) { isLeader = v }
-    func setLinks(_ l: [String: Bool]) { links = l }
+    func setAlive(_ a: AliveRecord) { alive = a }
 
     public func local(now: ContinuousClock.Instant = .now) -> LocalStatus {
         let since = lastRenewalSent.map { now - $0 }.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }

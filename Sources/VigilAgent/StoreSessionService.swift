@@ -14,11 +14,19 @@ public struct StoreSessionService: Service {
     let state: NodeState
     let events: EventLog
     let links: LinkMonitor
+    /// What this node hears from its peers (the heartbeat mesh), published in `alive/<node>`.
+    let heartbeats: @Sendable () -> [String: [String: Bool]]?
     let logger: Logger
 
-    public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog, logger: Logger) {
+    public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog, logger: Logger,
+                heartbeats: @escaping @Sendable () -> [String: [String: Bool]]? = { nil }) {
         self.config = config; self.etcd = etcd; self.state = state; self.events = events
-        self.links = LinkMonitor(networks: config.networks); self.logger = logger
+        self.links = LinkMonitor(networks: config.networks); self.heartbeats = heartbeats; self.logger = logger
+    }
+
+    /// What `alive/<node>` says now: own links and heard peers.
+    func aliveRecord(lease: Int64) -> AliveRecord {
+        AliveRecord(leaseID: lease, links: links.read(), heartbeats: heartbeats())
     }
 
     var keys: KeySpace { config.keys }
@@ -104,11 +112,11 @@ public struct StoreSessionService: Service {
             if let old = try await etcd.get(keys.node(config.node)), let prev = try? old.decode(NodeRecord.self) {
                 record.adminState = prev.adminState
             }
-            let current = links.read()
-            await state.setLinks(current)
+            let alive = aliveRecord(lease: lease.id)
+            await state.setAlive(alive)
             let r = try await etcd.txn([.absent(keys.alive(config.node))], then: [
                 try .putJSON(keys.node(config.node), record),
-                try .putJSON(keys.alive(config.node), AliveRecord(leaseID: lease.id, links: current), lease: lease.id),
+                try .putJSON(keys.alive(config.node), alive, lease: lease.id),
             ], orElse: [.get(key: keys.alive(config.node))])
             guard r.succeeded else {
                 try? await etcd.revokeLease(lease.id)
@@ -146,15 +154,15 @@ public struct StoreSessionService: Service {
         }
     }
 
-    /// Rewrite `alive/<node>` when one of our links changes state.
+    /// Rewrite `alive/<node>` when one of our links, or what we hear from a peer, changes.
     private func refreshLinks(_ lease: Int64) async {
-        let current = links.read()
-        guard current != (await state.links) else { return }
-        logger.info("link state changed", metadata: ["vigil.links": "\(current)"])
+        let current = aliveRecord(lease: lease)
+        guard current != (await state.alive) else { return }
+        logger.info("link state changed", metadata: ["vigil.links": "\(current.links)", "vigil.heartbeats": "\(current.heartbeats ?? [:])"])
         do {
             try await etcd.compareAndSwap([.lease(keys.alive(config.node), equals: lease)],
-                                          then: [try .putJSON(keys.alive(config.node), AliveRecord(leaseID: lease, links: current), lease: lease)])
-            await state.setLinks(current)
+                                          then: [try .putJSON(keys.alive(config.node), current, lease: lease)])
+            await state.setAlive(current)
         } catch {
             logger.debug("could not publish link state yet", metadata: ["error": "\(error)"])
         }

@@ -52,7 +52,11 @@ public struct AliveRecord: Codable, Equatable, Sendable {
     public var leaseID: Int64
     /// Network name → link up, as the node itself sees it.
     public var links: [String: Bool]
-    public init(leaseID: Int64, links: [String: Bool]) { self.leaseID = leaseID; self.links = links }
+    /// Peer → network → whether this node hears the peer's heartbeats there.
+    public var heartbeats: [String: [String: Bool]]?
+    public init(leaseID: Int64, links: [String: Bool], heartbeats: [String: [String: Bool]]? = nil) {
+        self.leaseID = leaseID; self.links = links; self.heartbeats = heartbeats
+    }
 }
 
 /// `leader`: bound to the leader's lease.

@@ -55,10 +55,14 @@ public struct NodeStatus: Codable, Equatable, Sendable {
     public var networks: [NetworkStatus]
     public var version: String
     public var accel: String?
+    /// Peer → network → whether this node hears that peer's heartbeats there.
+    public var heartbeats: [String: [String: Bool]]?
     public init(name: NodeName, state: NodeRunState, isLeader: Bool, clusterAddress: String, apiPort: Int,
-                capacity: Capacity, networks: [NetworkStatus], version: String, accel: String? = nil) {
+                capacity: Capacity, networks: [NetworkStatus], version: String, accel: String? = nil,
+                heartbeats: [String: [String: Bool]]? = nil) {
         self.name = name; self.state = state; self.isLeader = isLeader; self.clusterAddress = clusterAddress
         self.apiPort = apiPort; self.capacity = capacity; self.networks = networks; self.version = version; self.accel = accel
+        self.heartbeats = heartbeats
     }
 
     /// Combine a registration with its alive record (nil: down) and the leader's name.
@@ -67,7 +71,7 @@ public struct NodeStatus: Codable, Equatable, Sendable {
         self.init(name: r.name, state: state, isLeader: alive != nil && leader == r.name, clusterAddress: r.clusterAddress,
                   apiPort: r.apiPort, capacity: r.capacity,
                   networks: r.networks.map { NetworkStatus(name: $0.name, role: $0.role, address: $0.address, up: alive?.links[$0.name]) },
-                  version: r.version, accel: r.accel)
+                  version: r.version, accel: r.accel, heartbeats: alive?.heartbeats)
     }
 }
 

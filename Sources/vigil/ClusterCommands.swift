@@ -30,7 +30,17 @@ struct StatusCommand: AsyncParsableCommand {
         for m in s.etcdMembers {
             out += "  \(m.endpoint)  \(m.healthy ? "healthy" : "UNHEALTHY")\(m.isLeader ? "  (etcd leader)" : "")\n"
         }
-        if !s.nodes.isEmpty { out += "\n" + NodesCommand.table(s.nodes) }
+        if !s.nodes.isEmpty { out += "\n" + NodesCommand.table(s.nodes) + "\n" }
+        let heard = s.nodes.filter { $0.state != .down && !($0.heartbeats ?? [:]).isEmpty }
+        if !heard.isEmpty {
+            out += "\nheartbeats (what each node hears from its peers, per network):\n"
+            for n in heard {
+                let peers = (n.heartbeats ?? [:]).sorted { NodeName(unchecked: $0.key) < NodeName(unchecked: $1.key) }.map { peer, links in
+                    "\(peer) " + links.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value ? "up" : "DOWN")" }.joined(separator: " ")
+                }
+                out += "  \(n.name) hears  " + peers.joined(separator: "  |  ") + "\n"
+            }
+        }
         return out
     }
 }

@@ -5,6 +5,7 @@ import ServiceLifecycle
 import VigilAgent
 import VigilAPI
 import VigilCore
+import VigilHeartbeat
 import VigilQEMU
 import VigilStore
 
@@ -70,7 +71,20 @@ struct Vigild: AsyncParsableCommand {
         let events = EventLog(etcd: etcd, keys: cfg.keys, reporter: cfg.node)
         let queries = ClusterQueries(config: cfg, etcd: etcd, state: state, events: events)
 
-        let session = StoreSessionService(config: cfg, etcd: etcd, state: state, events: events, logger: logger)
+        // Heartbeats on every cluster network; peers' addresses come from nodes/.
+        let (peers, peerFeed) = AsyncStream.makeStream(of: [NodeRecord].self, bufferingPolicy: .bufferingNewest(1))
+        let heartbeat = HeartbeatService(
+            configuration: HeartbeatConfiguration(
+                cluster: cfg.cluster, node: cfg.node, key: try HeartbeatKey(hex: cfg.clusterKey), clusterAddress: cfg.clusterAddress,
+                networks: cfg.networks, port: cfg.heartbeatPort, interval: cfg.heartbeatInterval, missThreshold: cfg.heartbeatMissThreshold),
+            peers: peers, routeTable: IPRouteTable(), logger: Logger(label: "vigil.heartbeat"))
+        let directory = NodeDirectoryService(etcd: etcd, keys: cfg.keys, logger: logger) { peerFeed.yield($0) }
+        let session = StoreSessionService(config: cfg, etcd: etcd, state: state, events: events, logger: logger) {
+            let snap = heartbeat.snapshot
+            return Dictionary(uniqueKeysWithValues: snap.peers.map { p in
+                (p.name.rawValue, Dictionary(uniqueKeysWithValues: p.links.map { ($0.network, $0.up) }))
+            })
+        }
         let election = LeaderElectionService(config: cfg, etcd: etcd, state: state, events: events, logger: logger)
         let runtime = HostRuntimeService(config: cfg, etcd: etcd, state: state, events: events, accel: accel, binary: qemu,
                                          logger: Logger(label: "vigil.runtime"))
@@ -80,6 +94,8 @@ struct Vigild: AsyncParsableCommand {
                                            "vigil.etcd": "\(cfg.etcdEndpoints.joined(separator: ","))", "vigil.accel": "\(cfg.accelDescription ?? "?")"])
         let group = ServiceGroup(configuration: .init(
             services: [
+                .init(service: heartbeat),
+                .init(service: directory),
                 .init(service: session),
                 .init(service: election),
                 .init(service: runtime),

@@ -7,8 +7,8 @@ import VigilTestKit
 @testable import VigilLab
 
 /// A real 3-host cluster in network namespaces: etcd members and vigild agents.
-/// Lab indexes 1–3 are these tests'; LabNetnsTests use 10–15.
-@Suite struct ClusterLabTests {
+/// Lab indexes 1–3 are these tests' (serialized: the NetFT test reuses index 1).
+@Suite(.serialized) struct ClusterLabTests {
     static let ttl: Duration = .seconds(2)
 
     static func withCluster(index: Int, _ body: (Lab, EtcdClient, KeySpace) async throws -> Void) async throws {
@@ -130,6 +130,38 @@ import VigilTestKit
             #expect(after.modRevision == before.modRevision, "the duplicate rewrote nodes/n1")
             let s: ClusterStatus = try await Self.client(lab).get("/v1/status")
             #expect(s.nodes.first { $0.name.rawValue == "n1" }?.state == .up)
+        }
+    }
+
+    /// NetFT: a silent loss of one cluster network (carrier up, nothing gets through) is seen
+    /// by the heartbeats, routes move to the other network, and nobody loses its lease.
+    @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd && BuiltBinaries.haveAgent))
+    func silentLossOfOneClusterNetworkIsSeenAndCostsNoLeaseRequiresNetns() async throws {
+        try await Self.withCluster(index: 1) { lab, etcd, keys in
+            let leases = try await etcd.getPrefix(keys.alivePrefix).kvs.map(\.lease)
+            let cutAtMillis = Int64(Date().timeIntervalSince1970 * 1000)
+            try await lab.off { try $0.cut(host: 3, net: .cluster1, silent: true) }
+            // Every node sees n3's cluster1 down (n3 sees everyone's), and steers around it.
+            let seen = try await eventually(timeout: .seconds(8), every: .milliseconds(200)) {
+                let s: ClusterStatus = try await Self.client(lab).get("/v1/status")
+                let n1 = s.nodes.first { $0.name.rawValue == "n1" }?.heartbeats?["n3"]
+                let n3 = s.nodes.first { $0.name.rawValue == "n3" }?.heartbeats?["n1"]
+                return n1?["cluster1"] == false && n1?["cluster2"] == true && n3?["cluster1"] == false
+            }
+            #expect(seen, "the heartbeat mesh did not report n3's cluster1 down")
+            let device = try await lab.off { try $0.routeDevice(from: 1, to: $0.clusterAddress(3)) }
+            #expect(device == "cluster2", "n1 still routes to n3 over \(device ?? "nothing")")
+            try await Task.sleep(for: .seconds(3))  // more than a TTL
+            #expect(try await etcd.getPrefix(keys.alivePrefix).kvs.map(\.lease) == leases, "a node lost its lease over one lost network")
+            let page: EventPage = try await Self.client(lab).get("/v1/events?limit=100")
+            let losses = page.events.filter { $0.event.atMillis >= cutAtMillis && ($0.event.kind == .nodeLost || $0.event.kind == .leaderElected) }
+            #expect(losses.isEmpty, "one lost network caused: \(losses.map(\.event.message))")
+            try await lab.off { try $0.restore(host: 3, net: .cluster1) }
+            let healed = try await eventually(timeout: .seconds(10), every: .milliseconds(200)) {
+                let s: ClusterStatus = try await Self.client(lab).get("/v1/status")
+                return s.nodes.allSatisfy { n in (n.heartbeats ?? [:]).values.allSatisfy { $0.values.allSatisfy { $0 } } }
+            }
+            #expect(healed, "links did not come back up after restore")
         }
     }
 }
