@@ -130,27 +130,44 @@ public struct StoreSessionService: Service {
     }
 
     /// Renew until the lease is lost or the task is cancelled.
+    /// Renew until etcd says the lease is gone, or the task is cancelled.
+    ///
+    /// When no renewal has been acknowledged for a whole TTL the node stops counting on
+    /// the lease (it steps down as leader and reports no lease), but it keeps renewing the
+    /// same lease: a new etcd leader extends every lease when it takes over, so after an
+    /// etcd election the lease is usually still there, and nothing needs to move.
     private func keepAlive(_ lease: Int64) async {
         var lastAcked = ContinuousClock.now
+        var suspended = false
         while !Task.isCancelled {
             do { try await Task.sleep(for: renewEvery) } catch { return }
-            await refreshLinks(lease)
+            if !suspended { await refreshLinks(lease) }
             let sent = ContinuousClock.now
             let left = lastAcked + config.leaseTTL - sent
-            if left <= .zero { break }
+            if left <= .zero && !suspended {
+                suspended = true
+                logger.error("lost quorum: no renewal acknowledged for a whole TTL; still trying to renew",
+                             metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
+                await state.lost()
+            }
             do {
-                try await etcd.keepAlive(lease, timeout: min(left, renewEvery * 2))
+                try await etcd.keepAlive(lease, timeout: suspended ? renewEvery * 3 : min(left, renewEvery * 2))
                 lastAcked = sent
-                await state.renewed(sentAt: sent)
+                if suspended {
+                    suspended = false
+                    logger.warning("quorum back: the same lease is still valid", metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
+                    await state.acquired(lease: lease, sentAt: sent)
+                    try? await events.record(ClusterEvent(kind: .quorumRegained, severity: .warning, reporter: config.node, node: config.node,
+                                                          message: "\(config.node) reached etcd again and still holds its lease"))
+                } else {
+                    await state.renewed(sentAt: sent)
+                }
             } catch let e as EtcdError where e.code == .leaseNotFound {
                 logger.error("lease is gone at etcd", metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
                 return
             } catch {
-                logger.warning("lease renewal failed", metadata: ["error": "\(error)", "vigil.left": "\(left)"])
+                if !suspended { logger.warning("lease renewal failed", metadata: ["error": "\(error)", "vigil.left": "\(left)"]) }
             }
-        }
-        if !Task.isCancelled {
-            logger.error("lost quorum: no renewal acknowledged for a whole TTL", metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
         }
     }
 

@@ -75,7 +75,11 @@ import VigilTestKit
     func oneLostEtcdMemberIsSurvivedAndTwoMeanNoQuorumAndNoLeaderRequiresNetns() async throws {
         try await Self.withCluster(index: 2) { lab, etcd, keys in
             let before = try await etcd.getPrefix(keys.alivePrefix).kvs.map(\.createRevision)
-            try await lab.off { try $0.signal(host: 3, process: .etcd, SIGKILL) }
+            // The harder case: lose the etcd *leader* (an election follows, ~1–1.6 s here).
+            let first: ClusterStatus = try await Self.client(lab).get("/v1/status")
+            let leaderIndex = first.etcdMembers.firstIndex(where: \.isLeader) ?? 2
+            let victim = LabHost(leaderIndex + 1), second = LabHost(leaderIndex == 0 ? 2 : 1)
+            try await lab.off { try $0.signal(host: victim, process: .etcd, SIGKILL) }
             // Five seconds (2.5 TTLs) later every node still holds the same lease, and the API answers.
             try await Task.sleep(for: .seconds(5))
             let after = try await etcd.getPrefix(keys.alivePrefix).kvs.map(\.createRevision)
@@ -85,7 +89,7 @@ import VigilTestKit
             #expect(s.etcdMembers.filter(\.healthy).count == 2)
             #expect(s.nodes.allSatisfy { $0.state == .up })
 
-            try await lab.off { try $0.signal(host: 2, process: .etcd, SIGKILL) }
+            try await lab.off { try $0.signal(host: second, process: .etcd, SIGKILL) }
             let result = try await lab.vigil(["status"], timeout: 30)
             #expect(result.status == 2, "vigil status exit \(result.status): \(result.stdout) \(result.stderr)")
             #expect(result.stderr.contains("NO QUORUM"))
