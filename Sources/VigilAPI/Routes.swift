@@ -6,7 +6,7 @@ import VigilStore
 /// The REST API of one node; any node answers for the whole cluster.
 public enum VigilRoutes {
     public static func buildRouter(queries: ClusterQueries, token: String) -> Router<BasicRequestContext> {
-        let manager = VMManager(config: queries.config, etcd: queries.etcd, events: queries.events)
+        let manager = VMManager(context: queries.context)
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: ErrorShapeMiddleware())
         // On the whole router, not a group: unknown paths are refused (401) too, not revealed (404).

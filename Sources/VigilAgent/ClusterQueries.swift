@@ -3,17 +3,10 @@ import VigilStore
 
 /// Read-only views of the whole cluster, for the API. Any node answers for all:
 /// everything comes from the store, except `local`, which is this node's own view.
-public struct ClusterQueries: Sendable {
-    public let config: AgentConfig
-    public let etcd: EtcdClient
-    public let state: NodeState
-    public let events: EventLog
+public struct ClusterQueries: AgentPart {
+    public let context: AgentContext
 
-    public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog) {
-        self.config = config; self.etcd = etcd; self.state = state; self.events = events
-    }
-
-    var keys: KeySpace { config.keys }
+    public init(context: AgentContext) { self.context = context }
 
     /// The cluster as the store sees it. Never throws: without quorum it says so.
     public func status() async -> ClusterStatus {

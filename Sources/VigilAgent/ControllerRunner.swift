@@ -6,16 +6,13 @@ import VigilStore
 /// state machine, and carries out its effects in order. Every write it makes is
 /// conditional on still holding the leader key under `lease`, so a deposed leader
 /// cannot write.
-struct ControllerRunner: Sendable {
-    let config: AgentConfig
-    let etcd: EtcdClient
-    let events: EventLog
+struct ControllerRunner: AgentPart {
+    let context: AgentContext
     let lease: Int64
     let logger: Logger
     /// The longest between two reads of the store when the watch sees nothing (a safety net).
     let readEvery: Duration = .milliseconds(500)
 
-    var keys: KeySpace { config.keys }
     var stillLeader: [Compare] { [.lease(keys.leader, equals: lease)] }
 
     func run() async {

@@ -9,24 +9,18 @@ import VigilStore
 /// Decisions are `HostReconciler`'s; this shell launches, powers down, kills and
 /// watches QEMU processes, and writes runtime reports bound to the node's lease.
 /// QEMUs outlive vigild: after a restart they are adopted from their pidfiles.
-public struct HostRuntimeService: Service {
-    let config: AgentConfig
-    let etcd: EtcdClient
-    let state: NodeState
-    let events: EventLog
+public struct HostRuntimeService: Service, AgentPart {
+    public let context: AgentContext
     let accel: QEMUCommand.Accelerator
     let binary: QEMUBinary
     let logger: Logger
     /// The longest a round waits when nothing changed (a watch wakes it at once; QEMU exits are polled).
     let every: Duration = .milliseconds(250)
 
-    public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog,
-                accel: QEMUCommand.Accelerator, binary: QEMUBinary, logger: Logger) {
-        self.config = config; self.etcd = etcd; self.state = state; self.events = events
-        self.accel = accel; self.binary = binary; self.logger = logger
+    public init(context: AgentContext, accel: QEMUCommand.Accelerator, binary: QEMUBinary, logger: Logger) {
+        self.context = context; self.accel = accel; self.binary = binary; self.logger = logger
     }
 
-    var keys: KeySpace { config.keys }
     var vmsDir: String { config.stateDir + "/vms" }
 
     public func run() async throws {

@@ -6,20 +6,16 @@ import VigilStore
 /// Campaigns for `leader` with this node's lease (create-if-absent, so at most one
 /// holder), and while it holds it runs the controller. Leadership ends when the
 /// lease is lost (the key goes with it) or on shutdown.
-public struct LeaderElectionService: Service {
-    let config: AgentConfig
-    let etcd: EtcdClient
-    let state: NodeState
-    let events: EventLog
+public struct LeaderElectionService: Service, AgentPart {
+    public let context: AgentContext
     let logger: Logger
     /// How often a follower checks whether the leader key is gone.
     let pollEvery: Duration = .milliseconds(200)
 
-    public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog, logger: Logger) {
-        self.config = config; self.etcd = etcd; self.state = state; self.events = events; self.logger = logger
+    public init(context: AgentContext, logger: Logger) {
+        self.context = context; self.logger = logger
     }
 
-    var keys: KeySpace { config.keys }
 
     public func run() async throws {
         try? await cancelWhenGracefulShutdown { await self.loop() }
@@ -57,7 +53,7 @@ public struct LeaderElectionService: Service {
     private func lead(lease: Int64) async {
         logger.info("elected leader", metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
         await state.setLeader(true)
-        let runner = ControllerRunner(config: config, etcd: etcd, events: events, lease: lease, logger: logger)
+        let runner = ControllerRunner(context: context, lease: lease, logger: logger)
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await runner.run() }
             group.addTask {

@@ -8,20 +8,16 @@ import VigilStore
 /// a whole TTL the lease counts as lost (it may already be gone at etcd) and the node
 /// starts over with a new one. On graceful shutdown it records that it leaves and
 /// revokes the lease, so peers see it gone at once instead of after the TTL.
-public struct StoreSessionService: Service {
-    let config: AgentConfig
-    let etcd: EtcdClient
-    let state: NodeState
-    let events: EventLog
+public struct StoreSessionService: Service, AgentPart {
+    public let context: AgentContext
     let links: LinkMonitor
     /// What this node hears from its peers (the heartbeat mesh), published in `alive/<node>`.
     let heartbeats: @Sendable () -> [String: [String: Bool]]?
     let logger: Logger
 
-    public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog, logger: Logger,
-                heartbeats: @escaping @Sendable () -> [String: [String: Bool]]? = { nil }) {
-        self.config = config; self.etcd = etcd; self.state = state; self.events = events
-        self.links = LinkMonitor(networks: config.networks); self.heartbeats = heartbeats; self.logger = logger
+    public init(context: AgentContext, logger: Logger, heartbeats: @escaping @Sendable () -> [String: [String: Bool]]? = { nil }) {
+        self.context = context
+        self.links = LinkMonitor(networks: context.config.networks); self.heartbeats = heartbeats; self.logger = logger
     }
 
     /// What `alive/<node>` says now: own links and heard peers.
@@ -29,7 +25,6 @@ public struct StoreSessionService: Service {
         AliveRecord(leaseID: lease, links: links.read(), heartbeats: heartbeats())
     }
 
-    var keys: KeySpace { config.keys }
     var ttlSeconds: Int64 { config.leaseTTL.components.seconds }
     var renewEvery: Duration { config.leaseTTL / 6 }
 

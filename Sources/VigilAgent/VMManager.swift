@@ -5,16 +5,10 @@ import VigilStore
 /// VM lifecycle requests as store transactions (the API's side; the leader places,
 /// the owner node runs). Every write is a compare-and-swap; a failed request leaves
 /// nothing behind in etcd or on disk.
-public struct VMManager: Sendable {
-    public let config: AgentConfig
-    public let etcd: EtcdClient
-    public let events: EventLog
+public struct VMManager: AgentPart {
+    public let context: AgentContext
 
-    public init(config: AgentConfig, etcd: EtcdClient, events: EventLog) {
-        self.config = config; self.etcd = etcd; self.events = events
-    }
-
-    var keys: KeySpace { config.keys }
+    public init(context: AgentContext) { self.context = context }
 
     /// Why a request was refused.
     public struct Refusal: Error, Equatable, CustomStringConvertible {

@@ -69,7 +69,8 @@ struct Vigild: AsyncParsableCommand {
         let etcd = try EtcdClient(endpoints: cfg.etcdEndpoints, logger: Logger(label: "vigil.etcd"))
         let state = NodeState(node: cfg.node)
         let events = EventLog(etcd: etcd, keys: cfg.keys, reporter: cfg.node)
-        let queries = ClusterQueries(config: cfg, etcd: etcd, state: state, events: events)
+        let context = AgentContext(config: cfg, etcd: etcd, state: state, events: events)
+        let queries = ClusterQueries(context: context)
 
         // Heartbeats on every cluster network; peers' addresses come from nodes/.
         let (peers, peerFeed) = AsyncStream.makeStream(of: [NodeRecord].self, bufferingPolicy: .bufferingNewest(1))
@@ -79,14 +80,14 @@ struct Vigild: AsyncParsableCommand {
                 networks: cfg.networks, port: cfg.heartbeatPort, interval: cfg.heartbeatInterval, missThreshold: cfg.heartbeatMissThreshold),
             peers: peers, routeTable: IPRouteTable(), logger: Logger(label: "vigil.heartbeat"))
         let directory = NodeDirectoryService(etcd: etcd, keys: cfg.keys, logger: logger) { peerFeed.yield($0) }
-        let session = StoreSessionService(config: cfg, etcd: etcd, state: state, events: events, logger: logger) {
+        let session = StoreSessionService(context: context, logger: logger) {
             let snap = heartbeat.snapshot
             return Dictionary(uniqueKeysWithValues: snap.peers.map { p in
                 (p.name.rawValue, Dictionary(uniqueKeysWithValues: p.links.map { ($0.network, $0.up) }))
             })
         }
-        let election = LeaderElectionService(config: cfg, etcd: etcd, state: state, events: events, logger: logger)
-        let runtime = HostRuntimeService(config: cfg, etcd: etcd, state: state, events: events, accel: accel, binary: qemu,
+        let election = LeaderElectionService(context: context, logger: logger)
+        let runtime = HostRuntimeService(context: context, accel: accel, binary: qemu,
                                          logger: Logger(label: "vigil.runtime"))
         let api = APIServer.make(queries: queries, host: cfg.clusterAddress, port: cfg.apiPort, logger: Logger(label: "vigil.api"))
 

@@ -30,7 +30,8 @@ struct APIRoutesTests {
         let cfg = try AgentConfig.parse(yaml: yaml)
         let client = try EtcdClient(endpoints: [etcd.endpoint])
         let state = NodeState(node: cfg.node)
-        queries = ClusterQueries(config: cfg, etcd: client, state: state, events: EventLog(etcd: client, keys: cfg.keys, reporter: cfg.node))
+        queries = ClusterQueries(context: AgentContext(config: cfg, etcd: client, state: state,
+                                                      events: EventLog(etcd: client, keys: cfg.keys, reporter: cfg.node)))
     }
 
     var app: some ApplicationProtocol {
