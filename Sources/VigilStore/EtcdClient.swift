@@ -36,9 +36,6 @@ public final class EtcdClient: Sendable {
         http = HTTPClient.shared
     }
 
-    /// Kept for symmetry with other clients: the shared HTTP client needs no shutdown.
-    public func shutdown() async {}
-
     var preferredIndex: Int { preferred.withLock { $0 } }
     func prefer(_ index: Int) { preferred.withLock { $0 = index } }
 

@@ -24,7 +24,6 @@ struct EtcdClientTests {
         #expect(try await client.deletePrefix("/t/") == 2)
         #expect(try await client.get("/t/a") == nil)
         #expect(try await client.get("/u/c")?.string == "3")
-        await client.shutdown()
     }
 
     @Test func compareAndSwapDetectsAConflictingWriter() async throws {
@@ -45,7 +44,6 @@ struct EtcdClientTests {
         let second = try await client.txn([.absent("/once")], then: [.put("/once", "b")], orElse: [.get(key: "/once")])
         #expect(first.succeeded && !second.succeeded)
         #expect(second.ranges.first?.first?.string == "a")
-        await client.shutdown()
     }
 
     @Test func leaseExpiryDeletesBoundKeysAndKeepAliveThenFails() async throws {
@@ -66,7 +64,6 @@ struct EtcdClientTests {
         catch let e as EtcdError { #expect(e.code == .leaseNotFound) }
         do { _ = try await client.timeToLive(lease.id); Issue.record("timeToLive on an expired lease succeeded") }
         catch let e as EtcdError { #expect(e.code == .leaseNotFound) }
-        await client.shutdown()
     }
 
     @Test func revokeDeletesBoundKeysAtOnce() async throws {
@@ -75,7 +72,6 @@ struct EtcdClientTests {
         #expect(try await client.timeToLive(lease.id).keys == ["/r/k"])
         try await client.revokeLease(lease.id)
         #expect(try await client.get("/r/k") == nil)
-        await client.shutdown()
     }
 
     @Test func watchResumesAfterEtcdRestartWithoutMissingOrRepeating() async throws {
@@ -96,8 +92,6 @@ struct EtcdClientTests {
         try await Task.sleep(for: .milliseconds(300))
         #expect(await seen.values == (0..<10).map(String.init))
         watcher.cancel()
-        await writer.shutdown()
-        await client.shutdown()
     }
 
     @Test func watchFromACompactedRevisionThrowsCompacted() async throws {
@@ -111,7 +105,6 @@ struct EtcdClientTests {
             #expect(e.code == .compacted)
             #expect(e.compactRevision == rev)
         }
-        await client.shutdown()
     }
 
     @Test func failsOverToALiveMemberAndNamesUnreachableOnes() async throws {
@@ -119,12 +112,9 @@ struct EtcdClientTests {
         let mixed = try EtcdClient(endpoints: [dead, etcd.endpoint])
         try await mixed.put("/f", "ok")
         #expect(try await mixed.get("/f")?.string == "ok")
-        await mixed.shutdown()
         let none = try EtcdClient(endpoints: [dead])
         do { _ = try await none.get("/f"); Issue.record("unreachable etcd answered") }
         catch let e as EtcdError { #expect(e.code == .unreachable); #expect(e.message.contains(dead)) }
-        await none.shutdown()
-        await client.shutdown()
     }
 
     @Test func rejectsMalformedEndpoints() {
