@@ -3,8 +3,8 @@ import Foundation
 /// A real single-member etcd on free loopback ports, in its own temp data dir.
 /// Stop it with `stop()`; `restart()` keeps data and ports (for watch resumption tests).
 public final class EtcdProcess: @unchecked Sendable {
-    public let clientPort: Int
-    public let peerPort: Int
+    public private(set) var clientPort: Int
+    public private(set) var peerPort: Int
     public let dataDir: String
     private var process: Process?
     public var endpoint: String { "http://127.0.0.1:\(clientPort)" }
@@ -14,7 +14,20 @@ public final class EtcdProcess: @unchecked Sendable {
         peerPort = try freePort()
         dataDir = NSTemporaryDirectory() + "vigil-etcd-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true)
-        try start()
+        // A port found free can be taken by a parallel test before etcd binds it: then
+        // etcd exits at once, and we try again on other ports.
+        var lastError: Error?
+        for _ in 0..<3 {
+            while peerPort == clientPort { peerPort = try freePort() }
+            do { try start(); return } catch {
+                lastError = error
+                stop(kill: true)
+                try? FileManager.default.removeItem(atPath: dataDir + "/data")
+                clientPort = try freePort()
+                peerPort = try freePort()
+            }
+        }
+        throw lastError!
     }
 
     public func start() throws {
@@ -40,6 +53,9 @@ public final class EtcdProcess: @unchecked Sendable {
         let until = Date().addingTimeInterval(timeout)
         while Date() < until {
             if let out = try? httpPost(port: clientPort, path: "/v3/kv/range", body: #"{"key":"AA=="}"#), out.contains("header") { return }
+            if let p = process, !p.isRunning {
+                throw TestKitError("etcd exited (status \(p.terminationStatus)) on \(endpoint); see \(dataDir)/etcd.log")
+            }
             Thread.sleep(forTimeInterval: 0.1)
         }
         throw TestKitError("etcd did not become healthy on \(endpoint) within \(timeout) s; see \(dataDir)/etcd.log")
