@@ -35,11 +35,7 @@ public final class EventLog: Sendable {
         let from = after.map { keys.event($0) + "\u{0}" } ?? keys.eventsPrefix
         let end = rangeEnd(ofPrefix: keys.eventsPrefix)
         let r = try await etcd.getRange(from: from, to: end, limit: Int64(limit))
-        let events = r.kvs.compactMap { kv -> StoredEvent? in
-            guard let name = keys.name(of: kv.key, under: keys.eventsPrefix),
-                  let e = try? kv.decode(ClusterEvent.self) else { return nil }
-            return StoredEvent(id: EventID(rawValue: name), event: e)
-        }
+        let events = decode(r.kvs)
         return EventPage(events: events, next: events.last?.id ?? after)
     }
 
@@ -47,11 +43,16 @@ public final class EventLog: Sendable {
     public func tail(limit: Int) async throws -> EventPage {
         let end = rangeEnd(ofPrefix: keys.eventsPrefix)
         let r = try await etcd.getRange(from: keys.eventsPrefix, to: end, limit: Int64(limit), descending: true)
-        let events = r.kvs.reversed().compactMap { kv -> StoredEvent? in
+        let events = decode(r.kvs.reversed())
+        return EventPage(events: events, next: events.last?.id)
+    }
+
+    /// Events from their keys; an entry that does not decode (a newer format) is skipped.
+    private func decode(_ kvs: some Sequence<KeyValue>) -> [StoredEvent] {
+        kvs.compactMap { kv in
             guard let name = keys.name(of: kv.key, under: keys.eventsPrefix), let e = try? kv.decode(ClusterEvent.self) else { return nil }
             return StoredEvent(id: EventID(rawValue: name), event: e)
         }
-        return EventPage(events: events, next: events.last?.id)
     }
 
     /// Delete all but the newest `keep` events.
