@@ -68,8 +68,7 @@ struct ControllerRunner: AgentPart {
     }
 
     func record(_ event: ClusterEvent) async throws {
-        let level: Logger.Level = event.severity == .info ? .info : (event.severity == .warning ? .warning : .error)
-        logger.log(level: level, "\(event.kind): \(event.message)",
+        logger.log(level: event.severity.logLevel, "\(event.kind): \(event.message)",
                    metadata: ["vigil.node": "\(event.node?.rawValue ?? "-")", "vigil.vm": "\(event.vm ?? "-")"])
         try await events.record(event, onlyIf: stillLeader)
     }

@@ -1,3 +1,4 @@
+import Logging
 import Foundation
 import Synchronization
 import VigilCore
@@ -62,5 +63,16 @@ public final class EventLog: Sendable {
         let r = try await etcd.getRange(from: keys.eventsPrefix, to: end, limit: Int64(keep + 1), descending: true)
         guard r.kvs.count == keep + 1, let cut = r.kvs.last else { return }
         try await etcd.deleteRange(from: keys.eventsPrefix, to: cut.key + "\u{0}")
+    }
+}
+
+extension Severity {
+    /// The log level an event of this severity is logged at.
+    var logLevel: Logger.Level {
+        switch self {
+        case .info: .info
+        case .warning: .warning
+        case .error: .error
+        }
     }
 }

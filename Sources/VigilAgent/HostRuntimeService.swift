@@ -87,8 +87,7 @@ public struct HostRuntimeService: Service, AgentPart {
             do { try await etcd.putJSON(keys.vmRuntime(vm), runtime, lease: lease) }
             catch { logger.debug("runtime report failed", metadata: ["vigil.vm": "\(vm)", "error": "\(error)"]) }
         case let .record(event):
-            let level: Logger.Level = event.severity == .info ? .info : (event.severity == .warning ? .warning : .error)
-            logger.log(level: level, "\(event.kind): \(event.message)", metadata: ["vigil.vm": "\(event.vm ?? "-")"])
+            logger.log(level: event.severity.logLevel, "\(event.kind): \(event.message)", metadata: ["vigil.vm": "\(event.vm ?? "-")"])
             _ = try? await events.record(event)
         }
     }

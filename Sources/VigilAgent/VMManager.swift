@@ -1,5 +1,6 @@
 import Foundation
 import VigilCore
+import VigilQEMU
 import VigilStore
 
 /// VM lifecycle requests as store transactions (the API's side; the leader places,
@@ -62,7 +63,7 @@ public struct VMManager: AgentPart {
         let spec = VMSpec(name: name, cpus: req.cpus, memoryMiB: req.memoryMiB,
                           disks: [DiskSpec(name: "root", sizeBytes: req.diskBytes, file: file)],
                           haPriority: req.haPriority ?? .medium, antiAffinityGroup: req.antiAffinityGroup, preferredNode: preferred,
-                          power: req.start == true ? .running : .stopped, address: address, gateway: gateway, mac: Self.mac(for: name))
+                          power: req.start == true ? .running : .stopped, address: address, gateway: gateway, mac: MACAddress.stable(forVM: name.rawValue).description)
         var compares: [Compare] = [.absent(keys.vmSpec(name)), .absent(keys.vmPlacement(name))]
         var ops: [TxnOp] = [try .putJSON(keys.vmSpec(name), spec), try .putJSON(keys.vmPlacement(name), Placement(node: nil, epoch: 0, phase: .stopped))]
         if let address {
@@ -127,13 +128,6 @@ public struct VMManager: AgentPart {
             return ("\(base).\(host)", nil)
         }
         throw Refusal.conflict("no free guest address left on the client network \(base).0/\(client.prefix)")
-    }
-
-    /// A stable, locally administered MAC from the VM name (52:54:00 + 3 bytes of FNV-1a).
-    public static func mac(for name: VMName) -> String {
-        var h: UInt32 = 2166136261
-        for b in name.rawValue.utf8 { h = (h ^ UInt32(b)) &* 16777619 }
-        return String(format: "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff)
     }
 
     func createSparseFile(_ path: String, size: Int64) throws {
