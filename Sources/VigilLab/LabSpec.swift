@@ -91,7 +91,7 @@ public enum LabMode: String, Codable, Sendable {
 public struct LabSpec: Codable, Sendable, Equatable {
     /// Lab name: prefix of its namespaces, its directory, and the cluster name in the configs.
     public var name: String
-    /// Lab index `L` (0…15): selects the subnets `10.77.(L*8+k).0/24` and loopback addresses `127.0.0.(10L+i)`.
+    /// Lab index `L` (0…24): selects the subnets `10.77.(L*8+k).0/24` and loopback addresses `127.0.0.(10L+i)`.
     public var index: Int
     /// Number of hosts (1…9).
     public var nodes: Int
@@ -135,7 +135,7 @@ public struct LabSpec: Codable, Sendable, Equatable {
     }
 
     public static let maxNodes = 9
-    public static let maxIndex = 15
+    public static let maxIndex = 24
 
     /// `/var/lib/vigil-lab` for root; `$VIGIL_LAB_DIR` overrides; otherwise `~/.local/state/vigil-lab`.
     public static var defaultBaseDirectory: String {
