@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import VigilCore
 import VigilStore
@@ -34,7 +35,8 @@ struct ControllerRunner: AgentPart {
                 var effects: [ClusterController.Effect] = []
                 if !started {
                     effects += controller.handle(.vmsChanged(vms))
-                    effects += controller.handle(.becameLeader(registered: nodes, alive: alive, lastKnownAlive: lastKnown, now: clock.now - origin))
+                    effects += controller.handle(.becameLeader(registered: nodes, alive: alive, lastKnownAlive: lastKnown, now: clock.now - origin,
+                                                                       wallMillis: Self.wallMillis()))
                     started = true
                 } else {
                     if nodes != lastNodes { effects += controller.handle(.nodesChanged(nodes)) }
@@ -42,7 +44,7 @@ struct ControllerRunner: AgentPart {
                     if vms != lastVMs { effects += controller.handle(.vmsChanged(vms)) }
                 }
                 lastNodes = nodes; lastAlive = alive; lastVMs = vms
-                effects += controller.handle(.tick(now: clock.now - origin))
+                effects += controller.handle(.tick(now: clock.now - origin, wallMillis: Self.wallMillis()))
                 try await execute(effects)
             } catch let e as EtcdError where e.code == .compareFailed {
                 logger.warning("lost the leader key; stepping down")
@@ -53,6 +55,9 @@ struct ControllerRunner: AgentPart {
             await wakeup.wait(maxWait: readEvery)
         }
     }
+
+    /// Wall time stamps failovers only (the failover policy's period spans leaders).
+    static func wallMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     /// `nodes/`, `alive/` and `vms/` read in one transaction, so they are one consistent snapshot.
     func readSnapshot() async throws -> ([NodeName: NodeRecord], Set<NodeName>, [VMName: VMRecord], Set<NodeName>?) {

@@ -22,7 +22,8 @@ extension ClusterController {
             case (.running, nil), (.running, .stopped?), (.running, .pending?):
                 switch PlacementPlanner.choose(spec, nodes: nodes, used: used, previous: p?.node) {
                 case let .node(n):
-                    let new = Placement(node: n, epoch: epoch + 1, phase: .placed)
+                    let new = Placement(node: n, epoch: epoch + 1, phase: .placed,
+                                        home: p?.home, failovers: p?.failovers)
                     placements[spec.name] = new
                     used = PlacementPlanner.usage(of: vms.values.map(\.spec), placements: placements)
                     effects.append(.writePlacement(spec.name, new, expectedRevision: vm.placementRevision,
@@ -30,7 +31,8 @@ extension ClusterController {
                                                                        message: "\(spec.name) placed on \(n) (epoch \(epoch + 1)): \(spec.cpus) CPUs, \(spec.memoryMiB) MiB")))
                 case let .nowhere(reason):
                     if p?.phase != .pending || p?.reason != reason {
-                        effects.append(.writePlacement(spec.name, Placement(node: p?.node, epoch: epoch, phase: .pending, reason: reason),
+                        effects.append(.writePlacement(spec.name, Placement(node: p?.node, epoch: epoch, phase: .pending, reason: reason,
+                                                                            home: p?.home, failovers: p?.failovers),
                                                        expectedRevision: vm.placementRevision,
                                                        event: ClusterEvent(kind: .vmPending, severity: .warning, reporter: me, vm: spec.name.rawValue,
                                                                            message: "\(spec.name) pending: \(reason)")))
@@ -49,7 +51,13 @@ extension ClusterController {
             case (.stopped, .pending?), (.stopped, nil):
                 effects.append(.writePlacement(spec.name, Placement(node: p?.node, epoch: epoch, phase: .stopped),
                                                expectedRevision: vm.placementRevision, event: nil))
-            case (.running, .placed?), (.running, .failed?), (.stopped, .stopped?), (.stopped, .failed?):
+            case (.running, .placed?):
+                if let e = failoverOrFailback(vm, nodes: nodes, used: used) {
+                    if case let .writePlacement(_, new, _, _) = e { placements[spec.name] = new }
+                    used = PlacementPlanner.usage(of: vms.values.map(\.spec), placements: placements)
+                    effects.append(e)
+                }
+            case (.running, .failed?), (.stopped, .stopped?), (.stopped, .failed?):
                 break
             }
         }

@@ -9,15 +9,17 @@ public struct ClusterController: Sendable {
         /// This node won the election. `registered` and `alive` are the store as read
         /// right after winning; `lastKnownAlive` is what the previous leader last saw
         /// (the `membership` key), so losses that happened between leaders are recorded too.
-        case becameLeader(registered: [NodeName: NodeRecord], alive: Set<NodeName>, lastKnownAlive: Set<NodeName>? = nil, now: Duration)
+        case becameLeader(registered: [NodeName: NodeRecord], alive: Set<NodeName>, lastKnownAlive: Set<NodeName>? = nil, now: Duration,
+                          wallMillis: Int64 = 0)
         /// A new snapshot of `nodes/`.
         case nodesChanged([NodeName: NodeRecord])
         /// A new snapshot of `alive/`.
         case aliveChanged(Set<NodeName>)
         /// A new snapshot of `vms/`.
         case vmsChanged([VMName: VMRecord])
-        /// Time passed (monotonic, from the shell's injected clock).
-        case tick(now: Duration)
+        /// Time passed: `now` on the shell's monotonic clock; `wallMillis` (Unix ms) only
+        /// stamps failovers, so the failover policy holds across leaders.
+        case tick(now: Duration, wallMillis: Int64 = 0)
     }
 
     public enum Effect: Equatable, Sendable {
@@ -35,6 +37,12 @@ public struct ClusterController: Sendable {
     public struct Settings: Equatable, Sendable {
         public var eventLogLimit: Int = 1000
         public var trimEvery: Duration = .seconds(10)
+        /// Failover policy (WSFC's "maximum failures in the specified period"): a VM that
+        /// failed over this many times within `failoverPeriod` is marked failed instead.
+        public var maxFailovers = 3
+        public var failoverPeriod: Duration = .seconds(6 * 3600)
+        /// A VM with failback returns to its home node once that node has been up this long.
+        public var failbackDelay: Duration = .seconds(30)
         public init() {}
     }
 
@@ -44,6 +52,13 @@ public struct ClusterController: Sendable {
     public private(set) var alive: Set<NodeName> = []
     public private(set) var vms: [VMName: VMRecord] = [:]
     private var lastTrim: Duration?
+    /// The latest monotonic and wall time the shell reported.
+    var now: Duration = .zero
+    var wallMillis: Int64 = 0
+    /// When each alive node was last seen joining (monotonic); for failback's delay.
+    var joinedAt: [NodeName: Duration] = [:]
+    /// VMs already reported as waiting for their lost node (HA off), so it is said once.
+    var waitingNoted: Set<VMName> = []
 
     public init(me: NodeName, settings: Settings = Settings()) {
         self.me = me; self.settings = settings
@@ -54,7 +69,9 @@ public struct ClusterController: Sendable {
 
     public mutating func handle(_ event: Event) -> [Effect] {
         switch event {
-        case let .becameLeader(registered, alive, lastKnownAlive, now):
+        case let .becameLeader(registered, alive, lastKnownAlive, now, wall):
+            self.now = now; wallMillis = wall
+            for n in alive { joinedAt[n] = now }
             self.registered = registered
             self.alive = lastKnownAlive ?? alive
             lastTrim = now
@@ -77,13 +94,18 @@ public struct ClusterController: Sendable {
         case let .aliveChanged(now):
             return membershipChanged(to: now) + reconcileVMs()
 
-        case let .tick(now):
-            guard let last = lastTrim else { lastTrim = now; return [] }
+        case let .tick(now, wall):
+            self.now = now
+            if wall != 0 { wallMillis = wall }
+            // Failback waits on time alone, so a tick may be what lets it happen.
+            let waitsForFailback = vms.values.contains { $0.spec.failback == true && $0.placement?.home != nil }
+            let moves = waitsForFailback ? reconcileVMs() : []
+            guard let last = lastTrim else { lastTrim = now; return moves }
             if now - last >= settings.trimEvery {
                 lastTrim = now
-                return [.trimEvents(keep: settings.eventLogLimit)]
+                return moves + [.trimEvents(keep: settings.eventLogLimit)]
             }
-            return []
+            return moves
         }
     }
 
@@ -95,6 +117,7 @@ public struct ClusterController: Sendable {
         if joined.isEmpty && lost.isEmpty { return [] }
         var effects: [Effect] = []
         for n in joined {
+            joinedAt[n] = self.now
             effects.append(.record(ClusterEvent(kind: .nodeJoined, severity: .info, reporter: me, node: n,
                                                 message: "node \(n) joined: its alive key appeared")))
         }

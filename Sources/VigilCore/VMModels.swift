@@ -47,12 +47,15 @@ public struct VMSpec: Codable, Equatable, Sendable {
     public var address: String?
     public var gateway: String?
     public var mac: String
+    /// After a failover, move back to the node it ran on once that node has been up
+    /// for the controller's failback delay (a restart there, crash-consistent). Absent: no.
+    public var failback: Bool?
     public init(name: VMName, cpus: Int, memoryMiB: Int, disks: [DiskSpec], haPriority: HAPriority = .medium,
                 antiAffinityGroup: String? = nil, preferredNode: NodeName? = nil, power: PowerState = .stopped,
-                address: String? = nil, gateway: String? = nil, mac: String) {
+                address: String? = nil, gateway: String? = nil, mac: String, failback: Bool? = nil) {
         self.name = name; self.cpus = cpus; self.memoryMiB = memoryMiB; self.disks = disks; self.haPriority = haPriority
         self.antiAffinityGroup = antiAffinityGroup; self.preferredNode = preferredNode; self.power = power
-        self.address = address; self.gateway = gateway; self.mac = mac
+        self.address = address; self.gateway = gateway; self.mac = mac; self.failback = failback
     }
 }
 
@@ -74,8 +77,15 @@ public struct Placement: Codable, Equatable, Sendable {
     public var epoch: Int64
     public var phase: PlacementPhase
     public var reason: String?
-    public init(node: NodeName?, epoch: Int64, phase: PlacementPhase, reason: String? = nil) {
+    /// The node it ran on before its first failover (where failback returns it).
+    public var home: NodeName?
+    /// Wall-clock times (Unix ms) of its recent failovers, for the failover policy.
+    /// Wall time, not monotonic: successive leaders on different hosts must agree.
+    public var failovers: [Int64]?
+    public init(node: NodeName?, epoch: Int64, phase: PlacementPhase, reason: String? = nil,
+                home: NodeName? = nil, failovers: [Int64]? = nil) {
         self.node = node; self.epoch = epoch; self.phase = phase; self.reason = reason
+        self.home = home; self.failovers = failovers
     }
 }
 
