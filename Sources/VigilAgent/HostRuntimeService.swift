@@ -26,7 +26,11 @@ public struct HostRuntimeService: Service, AgentPart {
     public func run() async throws {
         let table = ProcessTable()
         try? await cancelWhenGracefulShutdown {
-            await StoreWakeup.watching(self.etcd, prefix: self.keys.vmsPrefix) { wakeup in await self.loop(table, wakeup) }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await StoreWakeup.watching(self.etcd, prefix: self.keys.vmsPrefix) { wakeup in await self.loop(table, wakeup) } }
+                group.addTask { await self.fenceGuard(table) }
+                await group.waitForAll()
+            }
         }
         // Graceful shutdown leaves VMs running: a restarted vigild adopts them.
         await table.closeAll()
@@ -43,12 +47,15 @@ public struct HostRuntimeService: Service, AgentPart {
         while !Task.isCancelled {
             let now = ContinuousClock.now - origin
             // Processes that ended since the last round.
-            for (vm, status) in await table.reapExited() {
-                for a in reconciler.handle(.exited(vm, status: status, now: now)) { await perform(a, table, &reconciler, origin: origin) }
+            for (vm, status, fenced) in await table.reapExited() {
+                let event: HostReconciler.Event = fenced ? .fenced(vm, now: now) : .exited(vm, status: status, now: now)
+                for a in reconciler.handle(event) { await perform(a, table, &reconciler, origin: origin) }
             }
+            await state.setLocalVMs(await table.count)
             let current = await state.leaseID
             if current != lease { reconciler.forgetReports(); lease = current }
-            if current != nil {
+            // Nothing is decided without a lease whose fence deadline is still ahead.
+            if current != nil, await state.mayRunVMs() {
                 do {
                     let snapshot = try await VMSnapshot.read(etcd, keys: keys)
                     for a in reconciler.handle(.snapshot(snapshot, now: now)) { await perform(a, table, &reconciler, origin: origin) }
@@ -65,6 +72,9 @@ public struct HostRuntimeService: Service, AgentPart {
         switch action {
         case let .start(spec, epoch):
             do {
+                guard await state.mayRunVMs() else {
+                    throw QEMUError(.exitedEarly, "not started: this node holds no valid lease (fenced)", vm: spec.name.rawValue)
+                }
                 let p = try await launch(spec, epoch: epoch)
                 await table.add(spec.name, p)
                 for a in reconciler.handle(.started(spec.name, pid: p.pid, epoch: epoch, adopted: false, now: now)) {
@@ -149,17 +159,38 @@ actor ProcessTable {
     func add(_ vm: VMName, _ p: QEMUProcess) { processes[vm] = p }
     func process(_ vm: VMName) -> QEMUProcess? { processes[vm] }
 
-    /// Remove and return the ones that ended, with how.
-    func reapExited() async -> [(VMName, String)] {
-        var out: [(VMName, String)] = []
+    private var fenced: Set<VMName> = []
+    var count: Int { processes.count }
+
+    /// Remove and return the ones that ended, with how, and whether fencing killed them.
+    func reapExited() async -> [(VMName, String, Bool)] {
+        var out: [(VMName, String, Bool)] = []
         for (vm, p) in processes {
             guard let status = p.exitStatus else { continue }
             processes[vm] = nil
             await p.qmp.close()
             try? await TapDevice(forVM: vm.rawValue).delete()
-            out.append((vm, "\(status)"))
+            out.append((vm, "\(status)", fenced.remove(vm) != nil))
         }
         return out.sorted { $0.0 < $1.0 }
+    }
+
+    /// SIGKILL every QEMU held here and wait until each is gone; returns the VMs and
+    /// how long each took to die.
+    func fenceAll() async -> [(VMName, Duration)] {
+        let live = processes.filter { $0.value.exitStatus == nil }
+        guard !live.isEmpty else { return [] }
+        fenced.formUnion(live.keys)
+        return await withTaskGroup(of: (VMName, Duration).self) { group in
+            for (vm, p) in live {
+                group.addTask {
+                    let t0 = ContinuousClock.now
+                    _ = try? await p.kill(.sigkill, timeout: .seconds(2))
+                    return (vm, ContinuousClock.now - t0)
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }.sorted { $0.0 < $1.0 }
+        }
     }
 
     func closeAll() async {

@@ -10,12 +10,42 @@ public actor NodeState {
     public private(set) var isLeader = false
     /// What `alive/<node>` last said (own links, heard peers).
     public private(set) var alive: AliveRecord?
+    /// The moment by which this node's VMs must be dead unless a renewal is acknowledged
+    /// first: the last acknowledged send time plus `FencePolicy.fenceAfter`. It survives
+    /// `lost()`: losing the lease never extends it.
+    public private(set) var fenceDeadline: ContinuousClock.Instant?
+    /// QEMUs this agent holds (the host runtime keeps it current).
+    public private(set) var localVMs = 0
+    let fenceAfter: Duration
 
-    public init(node: NodeName) { self.node = node }
+    public init(node: NodeName, fenceAfter: Duration = .seconds(1)) { self.node = node; self.fenceAfter = fenceAfter }
 
-    func acquired(lease: Int64, sentAt: ContinuousClock.Instant) { leaseID = lease; lastRenewalSent = sentAt }
-    func renewed(sentAt: ContinuousClock.Instant) { lastRenewalSent = sentAt }
+    func acquired(lease: Int64, sentAt: ContinuousClock.Instant) { leaseID = lease; renewed(sentAt: sentAt) }
+    func renewed(sentAt: ContinuousClock.Instant) {
+        lastRenewalSent = sentAt
+        fenceDeadline = max(fenceDeadline ?? sentAt, sentAt + fenceAfter)
+    }
     func lost() { leaseID = nil; isLeader = false }
+    func setLocalVMs(_ n: Int) { localVMs = n }
+
+    /// Set once the session's first attempt to join (or resume its old lease) is over.
+    private var settled = false
+    private var settledWaiters: [CheckedContinuation<Void, Never>] = []
+    func sessionSettled() {
+        settled = true
+        for w in settledWaiters { w.resume() }
+        settledWaiters = []
+    }
+    func waitUntilSessionSettled() async {
+        if settled { return }
+        await withCheckedContinuation { settledWaiters.append($0) }
+    }
+
+    /// Whether VMs may run here now: a lease, and its fence deadline still ahead.
+    public func mayRunVMs(now: ContinuousClock.Instant = .now) -> Bool {
+        guard leaseID != nil, let d = fenceDeadline else { return false }
+        return now < d
+    }
     func setLeader(_ v: Bool) { isLeader = v }
     func setAlive(_ a: AliveRecord) { alive = a }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import ServiceLifecycle
 import VigilCore
@@ -27,6 +28,18 @@ public struct StoreSessionService: Service, AgentPart {
 
     var ttlSeconds: Int64 { config.leaseTTL.components.seconds }
     var renewEvery: Duration { config.leaseTTL / 6 }
+    var fenceAfter: Duration { FencePolicy(leaseTTL: config.leaseTTL).fenceAfter }
+
+    /// The lease this node last joined with, kept in the state directory so a restarted
+    /// vigild can resume it (and keep its VMs) instead of waiting for it to expire.
+    var leaseFile: String { config.stateDir + "/lease" }
+    func savedLease() -> Int64? {
+        (try? String(contentsOfFile: leaseFile, encoding: .utf8)).flatMap { Int64($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+    }
+    func saveLease(_ id: Int64) {
+        try? FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
+        try? String(id).write(toFile: leaseFile, atomically: true, encoding: .utf8)
+    }
 
     public func run() async throws {
         do {
@@ -54,7 +67,11 @@ public struct StoreSessionService: Service, AgentPart {
         while !Task.isCancelled {
             let sent = ContinuousClock.now
             let lease: Int64
-            switch await establish() {
+            let outcome = await establish()
+            if case let .joined(l) = outcome { await state.acquired(lease: l, sentAt: sent) }
+            // The fence guard waits for this: a resumed lease protects adopted VMs, anything else fences them.
+            await state.sessionSettled()
+            switch outcome {
             case let .joined(l):
                 lease = l
                 heldBy = nil
@@ -74,7 +91,6 @@ public struct StoreSessionService: Service, AgentPart {
                 try? await Task.sleep(for: .milliseconds(300))
                 continue
             }
-            await state.acquired(lease: lease, sentAt: sent)
             if first {
                 logger.info("joined the cluster", metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
                 try? await events.record(ClusterEvent(kind: .nodeStarted, severity: .info, reporter: config.node, node: config.node,
@@ -86,7 +102,7 @@ public struct StoreSessionService: Service, AgentPart {
                                                       message: "\(config.node) holds a lease again after \(gap) without one"))
             }
             first = false
-            await keepAlive(lease)
+            await keepAlive(lease, lastAcked: sent)
             if Task.isCancelled { return }  // shutting down: `leave` revokes the lease
             lostAt = .now
             await state.lost()
@@ -100,7 +116,15 @@ public struct StoreSessionService: Service, AgentPart {
     private func establish() async -> Establish {
         do {
             let existing = try await etcd.get(keys.alive(config.node))
-            if let existing, existing.lease != 0 { return .heldBy(existing.lease) }
+            if let existing, existing.lease != 0 {
+                // Our own lease from before a restart: take it up again, so the VMs this
+                // node runs stay put (if it is back before its fence deadline).
+                if existing.lease == savedLease(), (try? await etcd.keepAlive(existing.lease, timeout: renewEvery * 2)) != nil {
+                    logger.info("resumed the lease an earlier vigild held", metadata: ["vigil.lease": "\(String(existing.lease, radix: 16))"])
+                    return .joined(existing.lease)
+                }
+                return .heldBy(existing.lease)
+            }
             let lease = try await etcd.grantLease(ttl: ttlSeconds)
             var record = config.nodeRecord
             // An operator's pause survives restarts.
@@ -117,6 +141,7 @@ public struct StoreSessionService: Service, AgentPart {
                 try? await etcd.revokeLease(lease.id)
                 return .heldBy(r.ranges.first?.first?.lease ?? 0)
             }
+            saveLease(lease.id)
             return .joined(lease.id)
         } catch {
             logger.warning("cannot join the cluster store; retrying", metadata: ["error": "\(error)"])
@@ -131,17 +156,19 @@ public struct StoreSessionService: Service, AgentPart {
     /// the lease (it steps down as leader and reports no lease), but it keeps renewing the
     /// same lease: a new etcd leader extends every lease when it takes over, so after an
     /// etcd election the lease is usually still there, and nothing needs to move.
-    private func keepAlive(_ lease: Int64) async {
-        var lastAcked = ContinuousClock.now
+    private func keepAlive(_ lease: Int64, lastAcked acked: ContinuousClock.Instant) async {
+        var lastAcked = acked
         var suspended = false
         while !Task.isCancelled {
             do { try await Task.sleep(for: renewEvery) } catch { return }
             if !suspended { await refreshLinks(lease) }
             let sent = ContinuousClock.now
-            let left = lastAcked + config.leaseTTL - sent
+            // The fence deadline, not the TTL: past it this node's VMs are being killed,
+            // and its lease may expire at etcd soon after.
+            let left = lastAcked + fenceAfter - sent
             if left <= .zero && !suspended {
                 suspended = true
-                logger.error("lost quorum: no renewal acknowledged for a whole TTL; still trying to renew",
+                logger.error("lost quorum: no renewal acknowledged before the fence deadline; VMs are fenced; still trying to renew",
                              metadata: ["vigil.lease": "\(String(lease, radix: 16))"])
                 await state.lost()
             }
@@ -180,12 +207,30 @@ public struct StoreSessionService: Service, AgentPart {
         }
     }
 
+    /// On graceful shutdown. Without VMs the node leaves at once (revokes its lease).
+    /// With VMs running it must not: revoking would let the leader restart them elsewhere
+    /// while they still run here. It hands leadership over, renews once more, and leaves
+    /// the lease to a restarted vigild (which resumes it and adopts the VMs) or to
+    /// expiry, by which time the VMs are fenced.
     private func leave() async {
         guard let lease = await state.leaseID else { return }
-        logger.info("leaving the cluster: revoking the lease")
-        try? await events.record(ClusterEvent(kind: .nodeLeaving, severity: .info, reporter: config.node, node: config.node,
-                                              message: "\(config.node) is shutting down and leaves the cluster"))
-        try? await etcd.revokeLease(lease)
+        let vms = await state.localVMs
+        if vms == 0 {
+            logger.info("leaving the cluster: revoking the lease")
+            try? await events.record(ClusterEvent(kind: .nodeLeaving, severity: .info, reporter: config.node, node: config.node,
+                                                  message: "\(config.node) is shutting down and leaves the cluster"))
+            try? await etcd.revokeLease(lease)
+            await state.lost()
+            return
+        }
+        let sent = ContinuousClock.now
+        if (try? await etcd.keepAlive(lease, timeout: renewEvery)) != nil { await state.renewed(sentAt: sent) }
+        try? await etcd.compareAndSwap([.lease(keys.leader, equals: lease)], then: [.delete(key: keys.leader)])
+        let budget = await state.fenceDeadline.map { $0 - ContinuousClock.now } ?? .zero
+        logger.warning("shutting down with VMs running: keeping the lease for a restarted vigild",
+                       metadata: ["vigil.vms": "\(vms)", "vigil.fenceIn": "\(budget)"])
+        try? await events.record(ClusterEvent(kind: .nodeLeaving, severity: .warning, reporter: config.node, node: config.node,
+                                              message: "vigild on \(config.node) stops with \(vms) VMs running; unless it is back within \(budget) they are fenced and restarted elsewhere"))
         await state.lost()
     }
 }

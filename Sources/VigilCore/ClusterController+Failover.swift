@@ -89,4 +89,5 @@ extension EventKind {
     public static let vmFailback = EventKind(rawValue: "vm.failback")
     public static let vmFailed = EventKind(rawValue: "vm.failed")
     public static let vmWaiting = EventKind(rawValue: "vm.waiting")
+    public static let vmFenced = EventKind(rawValue: "vm.fenced")
 }

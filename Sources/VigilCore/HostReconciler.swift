@@ -16,6 +16,9 @@ public struct HostReconciler: Sendable {
         case startFailed(VMName, message: String, now: Duration)
         /// A local QEMU ended; `expected` when we asked it to (power-down or kill).
         case exited(VMName, status: String, now: Duration)
+        /// Fencing killed a local QEMU (no valid lease): not a crash. If the VM is still
+        /// placed here once the lease is back, it starts afresh.
+        case fenced(VMName, now: Duration)
     }
 
     public enum Action: Equatable, Sendable {
@@ -93,6 +96,12 @@ public struct HostReconciler: Sendable {
                 return report(vm, .stopped, message: nil)
             }
             return crashed(vm, message: "QEMU exited unexpectedly (\(status))", now: now)
+
+        case let .fenced(vm, _):
+            guard local.removeValue(forKey: vm) != nil else { return [] }
+            reported[vm] = nil
+            return [.record(ClusterEvent(kind: .vmFenced, severity: .error, reporter: me, node: me, vm: vm.rawValue,
+                                         message: "\(vm) killed on \(me) by fencing: no lease renewal acknowledged before the fence deadline"))]
 
         case let .snapshot(vms, now):
             return reconcile(vms, now: now)

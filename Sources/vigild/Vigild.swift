@@ -67,7 +67,7 @@ struct Vigild: AsyncParsableCommand {
         }
         let logger = Logger(label: "vigild")
         let etcd = try EtcdClient(endpoints: cfg.etcdEndpoints, logger: Logger(label: "vigil.etcd"))
-        let state = NodeState(node: cfg.node)
+        let state = NodeState(node: cfg.node, fenceAfter: FencePolicy(leaseTTL: cfg.leaseTTL).fenceAfter)
         let events = EventLog(etcd: etcd, keys: cfg.keys, reporter: cfg.node)
         let context = AgentContext(config: cfg, etcd: etcd, state: state, events: events)
         let queries = ClusterQueries(context: context)
