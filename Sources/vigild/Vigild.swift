@@ -53,7 +53,7 @@ struct Vigild: AsyncParsableCommand {
         case "kvm": accel = .kvm; cfg.accelDescription = "kvm (forced by config)"
         case "tcg": accel = .tcg; cfg.accelDescription = "tcg (forced by config)"
         default:
-            switch await KVMProbe.run(binary: qemu, timeout: .seconds(3)) {
+            switch await AcceleratorChoice.probe(stateDir: cfg.stateDir, binary: qemu) {
             case .kvm: accel = .kvm; cfg.accelDescription = "kvm"
             case let .tcg(reason): accel = .tcg; cfg.accelDescription = "tcg: \(reason)"
             }
