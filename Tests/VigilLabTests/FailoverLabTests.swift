@@ -50,6 +50,11 @@ import VigilTestKit
         return seen
     }
 
+    static func leaderName(_ lab: Lab) async throws -> NodeName? {
+        let s: ClusterStatus = try await lab.apiClient().get("/v1/status")
+        return s.leader
+    }
+
     static func events(_ lab: Lab) async throws -> [ClusterEvent] {
         let page: EventPage = try await lab.apiClient().get("/v1/events?limit=500")
         return page.events.map(\.event)
@@ -157,6 +162,47 @@ import VigilTestKit
             // The majority's own VM never moved.
             #expect(c.sampler.stints(stay.0.spec.name).map(\.node.rawValue) == ["n1"])
             try await c.lab.off { try $0.heal() }
+        }
+    }
+}
+
+/// Network faults that must change nothing: one cluster network of a host lost (carrier
+/// down, or silently), and a flapping link. Heartbeats steer the routes; no lease is
+/// lost, nothing fails over or restarts.
+@Suite(.serialized) struct NetworkFaultLabTests {
+    @Test(.enabled(if: FailoverLabTests.canRun))
+    func losingOneClusterNetworkOrAFlappingLinkMovesNothingRequiresNetns() async throws {
+        try await FailoverLabTests.withCluster(index: 23) { c in
+            let vm = try await FailoverLabTests.startVM(c, "net1", ha: "high", on: "n3", probe: 1)
+            let leaderBefore = try await FailoverLabTests.leaderName(c.lab)
+            let before = try #require(try await c.lab.guestStatus(from: 1, address: vm.0.spec.address!))
+            // The VM's host, then the leader's host (if another): carrier loss, then silent.
+            var hosts: [LabHost] = [3]
+            if let l = leaderBefore, let h = LabHost(parsing: l.rawValue), h != 3 { hosts.append(h) }
+            for host in hosts {
+                for silent in [false, true] {
+                    try await c.lab.off { try $0.cut(host: host, net: .cluster1, silent: silent) }
+                    try await Task.sleep(for: .seconds(3))
+                    try await c.lab.off { try $0.restore(host: host, net: .cluster1) }
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
+            // Flapping: down 500 ms every 2 s, five times.
+            for _ in 0..<5 {
+                try await c.lab.off { try $0.cut(host: 3, net: .cluster2, silent: true) }
+                try await Task.sleep(for: .milliseconds(500))
+                try await c.lab.off { try $0.restore(host: 3, net: .cluster2) }
+                try await Task.sleep(for: .milliseconds(1500))
+            }
+            let after = try #require(try await c.lab.guestStatus(from: 1, address: vm.0.spec.address!))
+            #expect(after.boot_id == before.boot_id && after.counter > before.counter, "the guest restarted or stalled")
+            #expect(c.sampler.stints(vm.0.spec.name).map(\.node.rawValue) == ["n3"], "the VM moved: \(c.sampler.stints(vm.0.spec.name))")
+            let bad: Set<EventKind> = [.nodeLost, .vmFailover, .vmFenced, .vmCrashed, .leaderElected, .quorumRegained]
+            let seen = try await FailoverLabTests.events(c.lab).filter { bad.contains($0.kind) && $0.atMillis > 0 }
+            // One leaderElected at start-up is expected; none after.
+            let afterStart = seen.filter { $0.kind != .leaderElected } + seen.filter { $0.kind == .leaderElected }.dropFirst()
+            #expect(afterStart.isEmpty, "network faults changed the cluster: \(afterStart.map { "\($0.kind): \($0.message)" })")
+            #expect(try await FailoverLabTests.leaderName(c.lab) == leaderBefore)
         }
     }
 }
