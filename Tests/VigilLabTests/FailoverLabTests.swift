@@ -166,12 +166,66 @@ import VigilTestKit
     }
 }
 
+extension FailoverLabTests {
+    /// A 4-host lab (etcd members on n1–n3): n4 dies with three HA VMs, and the leader's
+    /// host dies as soon as the failover is under way. The next leader finishes it.
+    @Test(.enabled(if: canRun))
+    func theLeadersHostDyingMidFailoverLeavesWorkTheNextLeaderFinishesRequiresNetns() async throws {
+        try await Self.withCluster(index: 24, nodes: 4) { c in
+            var vms: [(VMInfo, GuestStatus)] = []
+            for (i, prio) in ["high", "medium", "low"].enumerated() {
+                vms.append(try await Self.startVM(c, "mid\(i + 1)", ha: prio, on: "n4", probe: 1))
+            }
+            let leader = try #require(try await Self.leaderName(c.lab))
+            let leaderHost = try #require(LabHost(parsing: leader.rawValue))
+            try #require(leaderHost != 4)
+            let fresh = try await vms.asyncMap { vm in (vm.0, try #require(try await c.lab.guestStatus(from: 1, address: vm.0.spec.address!))) }
+            let at = c.sampler.now
+            try await c.lab.off { try $0.killHost(host: 4) }
+            // Kill the leader's host the moment its first failover decision is visible.
+            let started = try await eventually(timeout: .seconds(15), every: .milliseconds(10)) {
+                try await Self.events(c.lab).contains { $0.kind == .vmFailover }
+            }
+            try #require(started, "the leader never started the failover")
+            try await c.lab.off { try $0.killHost(host: leaderHost) }
+            print("killed the leader \(leader) \(c.sampler.now - at) after n4")
+            let survivors: [LabHost] = [LabHost(1), LabHost(2), LabHost(3)].filter { $0 != leaderHost }
+            // The other probe host must be a survivor.
+            let probe = survivors[0]
+            try await Self.expectFailedOverAfterTwoLosses(c, fresh, survivors: survivors, faultAt: at, probe: probe)
+        }
+    }
+
+    /// Like `expectFailedOver`, for VMs that may have been moved twice (first to a host
+    /// that then died too).
+    static func expectFailedOverAfterTwoLosses(_ c: Cluster, _ vms: [(VMInfo, GuestStatus)], survivors: [LabHost],
+                                               faultAt: Duration, probe: LabHost) async throws {
+        let names = vms.map(\.0.spec.name)
+        let survivorNames = Set(survivors.map { NodeName(unchecked: $0.name) })
+        let moved = try await eventually(timeout: .seconds(40), every: .milliseconds(50)) {
+            let now = c.sampler.current
+            return names.allSatisfy { vm in (now[vm] ?? []).count == 1 && survivorNames.contains(now[vm]![0]) }
+        }
+        #expect(moved, "HA VMs not all running on survivors: \(c.sampler.current)")
+        for (vm, before) in vms {
+            print("stints of \(vm.spec.name): \(c.sampler.stints(vm.spec.name).map { "\($0.node) \($0.from - faultAt)…\($0.to - faultAt)" })")
+            let after = try await waitForGuest(c, vm, from: probe, timeout: .seconds(60)) { $0.boot_id != before.boot_id }
+            let a = try #require(after, "\(vm.spec.name) never answered after failover")
+            #expect(a.start_counter >= before.flushed, "\(vm.spec.name): flushed \(before.flushed) before, restarted from \(a.start_counter)")
+        }
+        let list = try await VMLabTests.vmList(c.lab)
+        let placements = Dictionary(uniqueKeysWithValues: list.compactMap { v in v.placement.map { (v.spec.name, $0) } })
+        let violations = c.sampler.finish(haVMs: names, alive: survivorNames, placements: placements)
+        #expect(violations.isEmpty, "\(violations)")
+    }
+}
+
 /// Network faults that must change nothing: one cluster network of a host lost (carrier
 /// down, or silently), and a flapping link. Heartbeats steer the routes; no lease is
 /// lost, nothing fails over or restarts.
 @Suite(.serialized) struct NetworkFaultLabTests {
     @Test(.enabled(if: FailoverLabTests.canRun))
-    func losingOneClusterNetworkOrAFlappingLinkMovesNothingRequiresNetns() async throws {
+    func losingOneClusterNetworkAFlappingLinkOrALocalEtcdMemberMovesNothingRequiresNetns() async throws {
         try await FailoverLabTests.withCluster(index: 23) { c in
             let vm = try await FailoverLabTests.startVM(c, "net1", ha: "high", on: "n3", probe: 1)
             let leaderBefore = try await FailoverLabTests.leaderName(c.lab)
@@ -194,6 +248,11 @@ import VigilTestKit
                 try await c.lab.off { try $0.restore(host: 3, net: .cluster2) }
                 try await Task.sleep(for: .milliseconds(1500))
             }
+            // The etcd member on the VM's host dies: its agent carries on through the others.
+            try await c.lab.off { try $0.signal(host: 3, process: .etcd, SIGKILL) }
+            try await Task.sleep(for: .seconds(4))
+            _ = try await c.lab.off { try $0.startEtcd(host: 3) }
+            try await Task.sleep(for: .seconds(1))
             let after = try #require(try await c.lab.guestStatus(from: 1, address: vm.0.spec.address!))
             #expect(after.boot_id == before.boot_id && after.counter > before.counter, "the guest restarted or stalled")
             #expect(c.sampler.stints(vm.0.spec.name).map(\.node.rawValue) == ["n3"], "the VM moved: \(c.sampler.stints(vm.0.spec.name))")
