@@ -32,6 +32,9 @@ enum LabDaemons {
             "--initial-cluster-state", "new",
             "--heartbeat-interval", String(record.spec.etcdHeartbeat.milliseconds),
             "--election-timeout", String(record.spec.etcdElection.milliseconds),
+            // A member that briefly loses the leader (a cluster network lost until the
+            // heartbeats steer its route) must not force an election: pre-vote asks first.
+            "--pre-vote",
             "--logger", "zap", "--log-outputs", "stderr",
         ]
     }

@@ -114,8 +114,8 @@ public struct LabSpec: Codable, Sendable, Equatable {
 
     public init(
         name: String = "demo", index: Int = 0, nodes: Int = 3, mode: LabMode = .namespaces,
-        leaseTTL: Duration = .seconds(2), etcdHeartbeat: Duration = .milliseconds(100),
-        etcdElection: Duration = .milliseconds(1000), etcdPath: String = "etcd", vigildPath: String? = nil,
+        leaseTTL: Duration = .seconds(2), etcdHeartbeat: Duration = .milliseconds(50),
+        etcdElection: Duration = .milliseconds(400), etcdPath: String = "etcd", vigildPath: String? = nil,
         baseDirectory: String = LabSpec.defaultBaseDirectory, readinessTimeout: Duration = .seconds(30),
         cpus: Int = 2, memoryMiB: Int = 4096
     ) {
