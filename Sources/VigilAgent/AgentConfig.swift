@@ -27,6 +27,9 @@ public struct AgentConfig: Sendable, Equatable {
     public var qemuBinary: String
     /// `auto` probes KVM; `kvm` or `tcg` force one.
     public var accel: String
+    /// The failover policy the leader applies (`ha:`). Cluster-wide in effect: the
+    /// leader's values apply, so keep them the same on every node.
+    public var ha = ClusterController.Settings()
 
     /// Command-line overrides, applied after the file.
     public struct Overrides: Sendable {
@@ -57,7 +60,7 @@ public struct AgentConfig: Sendable, Equatable {
     }
 
     private static func decode(_ m: ConfigMap, overrides: Overrides) throws -> AgentConfig {
-        try m.allowOnly(["cluster", "node", "token", "clusterKey", "clusterAddress", "stateDir", "etcd", "api", "heartbeat", "networks", "capacity", "storageDir", "guest", "qemu"])
+        try m.allowOnly(["cluster", "node", "token", "clusterKey", "clusterAddress", "stateDir", "etcd", "api", "heartbeat", "networks", "capacity", "storageDir", "guest", "qemu", "ha"])
         let cluster = try m.name("cluster") { try ClusterName($0) }
         let node = try m.name("node") { try NodeName($0) }
         let token = try m.string("token")
@@ -130,12 +133,29 @@ public struct AgentConfig: Sendable, Equatable {
         let accel = try qemu?.optionalString("accel") ?? "auto"
         guard ["auto", "kvm", "tcg"].contains(accel) else { throw ConfigError(field: "qemu.accel", problem: "must be auto, kvm or tcg, got '\(accel)'") }
 
-        return AgentConfig(cluster: cluster, node: node, token: token, clusterKey: key, clusterAddress: address,
+        let haMap = try m.optionalMap("ha")
+        try haMap?.allowOnly(["maxFailovers", "failoverPeriod", "failbackDelay"])
+        var ha = ClusterController.Settings()
+        if let n = try haMap?.optionalInt("maxFailovers") {
+            guard (1...1000).contains(n) else { throw ConfigError(field: "ha.maxFailovers", problem: "must be 1…1000, got \(n)") }
+            ha.maxFailovers = n
+        }
+        if let p = try haMap?.optionalDouble("failoverPeriod") {
+            guard p >= 1, p <= 30 * 86400 else { throw ConfigError(field: "ha.failoverPeriod", problem: "must be 1 s … 30 days (in seconds), got \(p)") }
+            ha.failoverPeriod = .milliseconds(Int64(p * 1000))
+        }
+        if let d = try haMap?.optionalDouble("failbackDelay") {
+            guard d >= 0, d <= 86400 else { throw ConfigError(field: "ha.failbackDelay", problem: "must be 0 … 86400 seconds, got \(d)") }
+            ha.failbackDelay = .milliseconds(Int64(d * 1000))
+        }
+        var config = AgentConfig(cluster: cluster, node: node, token: token, clusterKey: key, clusterAddress: address,
                            stateDir: stateDir, etcdEndpoints: endpoints, leaseTTL: .seconds(ttl), apiPort: apiPort,
                            heartbeatPort: hbPort, heartbeatInterval: .milliseconds(Int(interval * 1000)),
                            heartbeatMissThreshold: misses, networks: networks, capacity: Capacity(cpus: cpus, memoryMiB: mem),
                            storageDir: storageDir, guestKernel: try guest?.optionalString("kernel"), guestInitrd: try guest?.optionalString("initrd"),
                            qemuBinary: try qemu?.optionalString("binary") ?? "qemu-system-x86_64", accel: accel)
+        config.ha = ha
+        return config
     }
 
     public var keys: KeySpace { KeySpace(cluster: cluster) }

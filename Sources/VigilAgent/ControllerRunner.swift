@@ -24,7 +24,7 @@ struct ControllerRunner: AgentPart {
     private func loop(_ wakeup: StoreWakeup) async {
         let clock = ContinuousClock()
         let origin = clock.now
-        var controller = ClusterController(me: config.node)
+        var controller = ClusterController(me: config.node, settings: config.ha)
         var started = false
         var lastNodes: [NodeName: NodeRecord] = [:]
         var lastAlive: Set<NodeName> = []

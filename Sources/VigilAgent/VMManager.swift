@@ -63,7 +63,8 @@ public struct VMManager: AgentPart {
         let spec = VMSpec(name: name, cpus: req.cpus, memoryMiB: req.memoryMiB,
                           disks: [DiskSpec(name: "root", sizeBytes: req.diskBytes, file: file)],
                           haPriority: req.haPriority ?? .medium, antiAffinityGroup: req.antiAffinityGroup, preferredNode: preferred,
-                          power: req.start == true ? .running : .stopped, address: address, gateway: gateway, mac: MACAddress.stable(forVM: name.rawValue).description)
+                          power: req.start == true ? .running : .stopped, address: address, gateway: gateway, mac: MACAddress.stable(forVM: name.rawValue).description,
+                          failback: req.failback)
         var compares: [Compare] = [.absent(keys.vmSpec(name)), .absent(keys.vmPlacement(name))]
         var ops: [TxnOp] = [try .putJSON(keys.vmSpec(name), spec), try .putJSON(keys.vmPlacement(name), Placement(node: nil, epoch: 0, phase: .stopped))]
         if let address {
@@ -92,7 +93,16 @@ public struct VMManager: AgentPart {
             }
             spec.power = power
             if let g = graceSeconds { spec.stopGraceSeconds = g }
-            if try await etcd.txn([.modRevision(keys.vmSpec(name), equals: kv.modRevision)], then: [try .putJSON(keys.vmSpec(name), spec)]).succeeded {
+            var compares: [Compare] = [.modRevision(keys.vmSpec(name), equals: kv.modRevision)]
+            var ops: [TxnOp] = [try .putJSON(keys.vmSpec(name), spec)]
+            // Starting a VM the failover policy gave up on is the operator's reset: it
+            // is placed afresh, with a clean failover history.
+            if power == .running, let pkv = try await etcd.get(keys.vmPlacement(name)),
+               let p = try? pkv.decode(Placement.self), p.phase == .failed {
+                compares.append(.modRevision(keys.vmPlacement(name), equals: pkv.modRevision))
+                ops.append(try .putJSON(keys.vmPlacement(name), Placement(node: p.node, epoch: p.epoch, phase: .stopped)))
+            }
+            if try await etcd.txn(compares, then: ops).succeeded {
                 return try await show(name.rawValue)
             }
         }

@@ -48,7 +48,7 @@ extension ClusterController {
                                                    event: ClusterEvent(kind: .vmStopped, severity: .info, reporter: me, node: p?.node, vm: spec.name.rawValue,
                                                                        message: "\(spec.name) stopped\(ownerAlive ? "" : " (its node is down)")")))
                 }
-            case (.stopped, .pending?), (.stopped, nil):
+            case (.stopped, .pending?), (.stopped, nil), (.stopped, .failed?):
                 effects.append(.writePlacement(spec.name, Placement(node: p?.node, epoch: epoch, phase: .stopped),
                                                expectedRevision: vm.placementRevision, event: nil))
             case (.running, .placed?):
@@ -57,7 +57,7 @@ extension ClusterController {
                     used = PlacementPlanner.usage(of: vms.values.map(\.spec), placements: placements)
                     effects.append(e)
                 }
-            case (.running, .failed?), (.stopped, .stopped?), (.stopped, .failed?):
+            case (.running, .failed?), (.stopped, .stopped?):
                 break
             }
         }

@@ -8,10 +8,13 @@ public struct CreateVMRequest: Codable, Equatable, Sendable {
     public var node: String?
     public var antiAffinityGroup: String?
     public var start: Bool?
+    /// After a failover, return to the node it ran on once that node is back and stable.
+    public var failback: Bool?
     public init(name: String, cpus: Int, memoryMiB: Int, diskBytes: Int64, haPriority: HAPriority? = nil, node: String? = nil,
-                antiAffinityGroup: String? = nil, start: Bool? = nil) {
+                antiAffinityGroup: String? = nil, start: Bool? = nil, failback: Bool? = nil) {
         self.name = name; self.cpus = cpus; self.memoryMiB = memoryMiB; self.diskBytes = diskBytes
         self.haPriority = haPriority; self.node = node; self.antiAffinityGroup = antiAffinityGroup; self.start = start
+        self.failback = failback
     }
 
     public static let cpuRange = 1...64

@@ -40,6 +40,8 @@ struct AgentConfigFile: Codable, Equatable {
     var capacity: Capacity
     /// Guest kernel and initramfs for VMs (guest/out of the repo), when found.
     var guest: Guest?
+    /// Failover policy limit (`ha.maxFailovers`), when the lab sets one.
+    var maxFailovers: Int?
 
     struct Guest: Codable, Equatable {
         var kernel: String
@@ -96,7 +98,8 @@ enum LabConfigFiles {
             heartbeat: .init(port: LabAddressPlan.heartbeatPort, interval: 0.1, missThreshold: 3),
             networks: networks,
             capacity: .init(cpus: record.spec.cpus, memoryMiB: record.spec.memoryMiB),
-            guest: guestImage(record: record).map { .init(kernel: $0.kernel, initrd: $0.initrd) })
+            guest: guestImage(record: record).map { .init(kernel: $0.kernel, initrd: $0.initrd) },
+            maxFailovers: record.spec.maxFailovers)
     }
 
     /// The guest image built by guest/build.sh: `$VIGIL_GUEST_DIR`, else `guest/out` of the
@@ -151,6 +154,7 @@ enum LabConfigFiles {
         ] + networks + [
             "capacity: {cpus: \(c.capacity.cpus), memoryMiB: \(c.capacity.memoryMiB)}",
         ] + (c.guest.map { ["guest: {kernel: \(quoted($0.kernel)), initrd: \(quoted($0.initrd))}"] } ?? [])
+          + (c.maxFailovers.map { ["ha: {maxFailovers: \($0)}"] } ?? [])
         ).joined(separator: "\n") + "\n"
     }
 

@@ -111,14 +111,17 @@ public struct LabSpec: Codable, Sendable, Equatable {
     /// Capacity each agent advertises.
     public var cpus: Int
     public var memoryMiB: Int
+    /// The agents' failover policy limit (`ha.maxFailovers`); nil keeps vigild's default.
+    public var maxFailovers: Int?
 
     public init(
         name: String = "demo", index: Int = 0, nodes: Int = 3, mode: LabMode = .namespaces,
         leaseTTL: Duration = .seconds(2), etcdHeartbeat: Duration = .milliseconds(50),
         etcdElection: Duration = .milliseconds(400), etcdPath: String = "etcd", vigildPath: String? = nil,
         baseDirectory: String = LabSpec.defaultBaseDirectory, readinessTimeout: Duration = .seconds(30),
-        cpus: Int = 2, memoryMiB: Int = 4096
+        cpus: Int = 2, memoryMiB: Int = 4096, maxFailovers: Int? = nil
     ) {
+        self.maxFailovers = maxFailovers
         self.name = name
         self.index = index
         self.nodes = nodes

@@ -21,7 +21,8 @@ struct FailoverBench: Bench {
             throw BenchSkip(reason: "vigild not built next to vigil-bench (\(vigild))")
         }
         let runs = quick ? 2 : 20
-        let lab = try Lab.up(LabSpec(name: "benchfo", index: 8, nodes: 3, vigildPath: vigild, cpus: 4, memoryMiB: 1024))
+        let lab = try Lab.up(LabSpec(name: "benchfo", index: 8, nodes: 3, vigildPath: vigild, cpus: 4, memoryMiB: 1024,
+                                     maxFailovers: 1000))  // every run is a failover of the same VM
         defer { _ = try? lab.down() }
         let ttl = Double(lab.spec.leaseTTL.components.seconds)
         let api = APIClient(config: try ClientConfig.parse(file: lab.clientConfigPath))

@@ -22,6 +22,7 @@ struct VMCreate: AsyncParsableCommand {
     @Option(help: "Place on this node when it has room.") var node: String?
     @Option(help: "Anti-affinity group: VMs of one group never share a node.") var antiAffinity: String?
     @Flag(help: "Start it right away.") var start = false
+    @Flag(help: "After a failover, move back to its node once that node has been up for a while (a restart there).") var failback = false
     @Flag(help: "With --start: return at once instead of waiting until it runs.") var noWait = false
 
     func run() async throws {
@@ -42,7 +43,8 @@ struct VMCreate: AsyncParsableCommand {
         catch { throw ValidationError("\(error)") }
         guard mem % (1 << 20) == 0 else { throw ValidationError("--memory must be a whole number of MiB, got \(memory)") }
         let req = CreateVMRequest(name: name, cpus: cpus, memoryMiB: Int(mem >> 20), diskBytes: Int64(clamping: disk),
-                                  haPriority: prio, node: node, antiAffinityGroup: antiAffinity, start: start)
+                                  haPriority: prio, node: node, antiAffinityGroup: antiAffinity, start: start,
+                                  failback: failback ? true : nil)
         if let p = req.problem() { throw ValidationError(p) }
         return req
     }
@@ -79,7 +81,8 @@ struct VMShow: AsyncParsableCommand {
             cpus:      \(v.spec.cpus)
             memory:    \(v.spec.memoryMiB) MiB
             disks:     \(v.spec.disks.map { "\($0.name) \($0.sizeBytes >> 20) MiB \($0.format) (\($0.file))" }.joined(separator: ", "))
-            ha:        \(v.spec.haPriority.rawValue)\(v.spec.antiAffinityGroup.map { ", anti-affinity \($0)" } ?? "")
+            ha:        \(v.spec.haPriority.rawValue)\(v.spec.failback == true ? ", failback" : "")\(v.spec.antiAffinityGroup.map { ", anti-affinity \($0)" } ?? "")
+            failovers: \(v.placement?.failovers?.count ?? 0) recent\(v.placement?.home.map { ", home node \($0)" } ?? "")
             address:   \(v.spec.address ?? "-")  mac \(v.spec.mac)
             runtime:   \(v.runtime.map { "\($0.state.rawValue) on \($0.node), pid \($0.pid.map(String.init) ?? "-"), \($0.accel), restarts \($0.restarts)" } ?? "-")
             """)

@@ -121,4 +121,15 @@ struct FailoverTests {
         #expect(w["b"]?.epoch == 2 && w["b"]?.node != n1)
         #expect(events(effects).contains { $0.kind == .nodeLost && $0.node == n1 })
     }
+
+    @Test func stoppingAFailedVMClearsItsFailoverHistory() {
+        var c = controller(alive: [n1, n2, n3])
+        var spec = vm("a"); spec.power = .stopped
+        let failed = Placement(node: n1, epoch: 9, phase: .failed, reason: "gave up", home: n1, failovers: [1, 2, 3])
+        let w = writes(c.handle(snapshot([(spec, failed)])))
+        #expect(w["a"] == Placement(node: n1, epoch: 9, phase: .stopped))
+        // While it should run, a failed VM stays failed: no silent retry.
+        var d = controller(alive: [n1, n2, n3])
+        #expect(writes(d.handle(snapshot([(vm("a"), failed)]))).isEmpty)
+    }
 }

@@ -45,7 +45,7 @@ import Yams
     @Test func badSpecsAreRefusedWithTheFieldNamed() {
         #expect(throws: LabError.self) { try LabSpec(nodes: 0).validate() }
         #expect(throws: LabError.self) { try LabSpec(nodes: 10).validate() }
-        #expect(throws: LabError.self) { try LabSpec(index: 16).validate() }
+        #expect(throws: LabError.self) { try LabSpec(index: 25).validate() }
         #expect(throws: LabError.self) { try LabSpec(name: "Bad_Name").validate() }
         #expect(throws: LabError.self) { try LabSpec(name: "1abc").validate() }
         #expect(throws: LabError.self) { try LabSpec(leaseTTL: .milliseconds(1500)).validate() }
