@@ -30,6 +30,12 @@ struct AgentConfigTests {
         #expect(c.keys.alive(c.node) == "/vigil/demo/alive/n1")
     }
 
+    @Test func readsTheFailoverPolicy() throws {
+        let c = try AgentConfig.parse(yaml: Self.valid + "\nha: {maxFailovers: 5, failoverPeriod: 600, failbackDelay: 2.5}\n")
+        #expect(c.ha.maxFailovers == 5 && c.ha.failoverPeriod == .seconds(600) && c.ha.failbackDelay == .milliseconds(2500))
+        #expect(try AgentConfig.parse(yaml: Self.valid).ha == ClusterController.Settings())
+    }
+
     @Test func flagsOverrideTheFile() throws {
         let c = try AgentConfig.parse(yaml: Self.valid, overrides: .init(node: "n9", apiPort: 9000, leaseTTL: 5))
         #expect(c.node.rawValue == "n9" && c.apiPort == 9000 && c.leaseTTL == .seconds(5))
@@ -52,6 +58,9 @@ struct AgentConfigTests {
         ("interval: 0.25", "interval: 0", "heartbeat.interval"),
         ("cpus: 2", "cpus: 0", "capacity.cpus"),
         ("cluster: demo", "cluster: demo\ncolour: blue", "colour"),
+        ("cluster: demo", "cluster: demo\nha: {maxFailovers: 0}", "ha.maxFailovers"),
+        ("cluster: demo", "cluster: demo\nha: {failoverPeriod: 0.1}", "ha.failoverPeriod"),
+        ("cluster: demo", "cluster: demo\nha: {failbak: 3}", "ha.failbak"),
     ])
     func refusesBadValuesNamingTheField(original: String, replacement: String, field: String) throws {
         let yaml = Self.valid.replacingOccurrences(of: original, with: replacement)
