@@ -66,9 +66,8 @@ final class ClusterSampler: Sendable {
         checker.withLock { $0.guest(vm, at: t, flushed: flushed, startCounter: startCounter, restartedSinceLast: restarted) }
     }
 
-    /// Final checks; returns every violation seen.
+    /// The checks over everything seen so far (sampling goes on); returns every violation.
     func finish(haVMs: [VMName], alive: Set<NodeName>, placements: [VMName: Placement]) -> [InvariantChecker.Violation] {
-        stop()
         let t = now, r = running()
         return checker.withLock { c in
             c.sample(at: t, running: r)

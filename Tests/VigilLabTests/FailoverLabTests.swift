@@ -119,6 +119,47 @@ import VigilTestKit
         }
     }
 
+    /// vigild dies but its QEMUs do not: only the watchdog can kill them before the lease
+    /// expires and the leader restarts them elsewhere.
+    @Test(.enabled(if: canRun))
+    func killingTheAgentLeavesTheWatchdogToFenceAndTheVMsMoveRequiresNetns() async throws {
+        try await Self.withCluster(index: 20) { c in
+            let vm = try await Self.startVM(c, "wd1", ha: "high", on: "n3", probe: 1)
+            try await Task.sleep(for: .seconds(1))
+            let before = try #require(try await c.lab.guestStatus(from: 1, address: vm.0.spec.address!))
+            let at = c.sampler.now
+            try await c.lab.off { try $0.signal(host: 3, process: .vigild, SIGKILL) }
+            try await Self.expectFailedOver(c, [(vm.0, before)], from: 3, survivors: [1, 2], faultAt: at, probe: 1)
+            let fencedAt = try #require(c.sampler.stints(vm.0.spec.name).first { $0.node.rawValue == "n3" }?.to)
+            print("watchdog fenced \(fencedAt - at) after vigild died")
+            #expect(fencedAt - at < .milliseconds(2100), "the QEMU outlived its fence deadline")
+        }
+    }
+
+    /// vigild frozen for 2×TTL: the watchdog fences at the deadline, the VM moves; thawed,
+    /// the node finds its lease gone, kills nothing twice, runs nothing, and rejoins.
+    @Test(.enabled(if: canRun))
+    func aFrozenAgentIsFencedByTheWatchdogAndRejoinsAfterThawRequiresNetns() async throws {
+        try await Self.withCluster(index: 21) { c in
+            let vm = try await Self.startVM(c, "frz1", ha: "high", on: "n3", probe: 1)
+            try await Task.sleep(for: .seconds(1))
+            let before = try #require(try await c.lab.guestStatus(from: 1, address: vm.0.spec.address!))
+            let at = c.sampler.now
+            try await c.lab.off { try $0.signal(host: 3, process: .vigild, SIGSTOP) }
+            try await Task.sleep(for: .seconds(4))
+            try await c.lab.off { try $0.signal(host: 3, process: .vigild, SIGCONT) }
+            try await Self.expectFailedOver(c, [(vm.0, before)], from: 3, survivors: [1, 2], faultAt: at, probe: 1)
+            let rejoined = try await eventually(timeout: .seconds(20), every: .milliseconds(500)) {
+                let s: ClusterStatus = try await c.lab.apiClient().get("/v1/status")
+                return s.nodes.filter { $0.state == .up }.count == 3
+            }
+            #expect(rejoined, "n3 did not rejoin after the thaw")
+            try await Task.sleep(for: .seconds(2))
+            #expect(c.sampler.current[vm.0.spec.name]?.count == 1)
+            #expect(c.sampler.finish(haVMs: [vm.0.spec.name], alive: Set(["n1", "n2", "n3"].map(NodeName.init(unchecked:))), placements: [:]).isEmpty)
+        }
+    }
+
     @Test(.enabled(if: canRun))
     func cuttingBothClusterNetworksFencesTheHostAndItsVMsMoveRequiresNetns() async throws {
         try await Self.withCluster(index: 21) { c in
