@@ -12,6 +12,7 @@ echo "== building"
 swift build --build-tests || exit 1
 swift build --product vigild || exit 1
 swift build --product vigil || exit 1
+swift build --product vigil-watchdog || exit 1
 if [ "$(id -u)" = 0 ]; then guest/build.sh || exit 1; fi
 export VIGIL_BIN_DIR=$(swift build --show-bin-path)
 log=${VIGIL_TEST_LOG:-/tmp/vigil-test.log}

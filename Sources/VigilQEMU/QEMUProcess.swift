@@ -210,7 +210,7 @@ public final class QEMUProcess: Sendable {
                     return status
                 }
             }
-            if let stat = ProcessTools.stat(pid), stat.startTime == startTime, !stat.hasEnded { return nil }
+            if !Self.hasEnded(Identity(pid: pid, startTime: startTime)) { return nil }
             recorded = .unknown
             return recorded
         }

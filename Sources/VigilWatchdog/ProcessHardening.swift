@@ -1,0 +1,35 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+
+/// Makes the watchdog hard to starve, so it can fence while the host is overloaded or
+/// short of memory: a high CPU priority, and its pages locked in RAM. Both need root;
+/// failures are logged and the watchdog runs on regardless.
+public enum ProcessHardening {
+    /// glibc's MCL_ONFAULT (Linux 4.4), not exported to Swift.
+    private static let lockOnFault: Int32 = 4
+
+    public static func apply(niceness: Int32 = -15, logger: Logger) {
+        if setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) != 0 {
+            logger.warning("cannot raise priority; the watchdog may be starved under load", metadata: [
+                "vigil.niceness": "\(niceness)", "vigil.error": "\(String(cString: strerror(errno)))",
+            ])
+        }
+        // MCL_ONFAULT locks pages as they are touched rather than every mapped page at
+        // once: locking all of Foundation's and ICU's libraries would pin tens of MiB
+        // per host. The watchdog touches its fence path at start (a scan), so what it
+        // needs at the deadline is resident and stays so.
+        var flags = MCL_CURRENT | MCL_FUTURE | lockOnFault
+        if mlockall(flags) != 0 {
+            flags = MCL_CURRENT | MCL_FUTURE
+            if mlockall(flags) != 0 {
+                logger.warning("cannot lock memory; paging could delay a fence", metadata: [
+                    "vigil.error": "\(String(cString: strerror(errno)))",
+                ])
+                return
+            }
+        }
+        logger.debug("memory locked", metadata: ["vigil.mlockall.flags": "\(flags)"])
+    }
+}

@@ -1,0 +1,82 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Logging
+import VigilCore
+import VigilQEMU
+
+/// Finds this host's QEMUs the way vigild leaves them — `<stateDir>/vms/<vm>/qemu.pid`
+/// naming a `qemu-system-*` run with `-name <vm>` — and SIGKILLs them.
+///
+/// A pidfile whose pid now names anything else (pid reuse, another VM) is never
+/// killed: the fence must not take an innocent process down with the VMs.
+struct QEMUFencer {
+    let stateDirectory: String
+    let logger: Logger
+    /// Pidfiles already reported as naming no QEMU of their VM, so a scan every poll
+    /// interval while fencing does not repeat the same line.
+    private var reportedStrangers: Set<String> = []
+
+    init(stateDirectory: String, logger: Logger) {
+        self.stateDirectory = stateDirectory
+        self.logger = logger
+    }
+
+    var vmsDirectory: String { stateDirectory + "/vms" }
+
+    /// Every VM directory whose pidfile names a live QEMU of that VM.
+    mutating func scan() -> [FenceTarget] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: vmsDirectory)) ?? []
+        var found: [FenceTarget] = []
+        for name in names.sorted() {
+            let pidfile = "\(vmsDirectory)/\(name)/qemu.pid"
+            do {
+                let qemu = try QEMUProcess.identify(pidfile: pidfile, name: name)
+                found.append(FenceTarget(vm: VMName(unchecked: name), pid: qemu.pid, startTime: qemu.startTime))
+            } catch let error as QEMUError where error.code == .notThisVM {
+                if reportedStrangers.insert("\(pidfile):\(error.pid ?? 0)").inserted {
+                    logger.notice("pidfile names no QEMU of its VM: not killed", metadata: [
+                        "vigil.vm": "\(name)", "vigil.pid": "\(error.pid ?? 0)", "vigil.reason": "\(error.message)",
+                    ])
+                }
+            } catch {
+                // No pidfile or the process is gone: nothing to fence.
+            }
+        }
+        return found
+    }
+
+    /// How one kill went. `goneAt` is nil when the process outlived the wait.
+    struct Outcome {
+        var target: FenceTarget
+        /// nil: it had ended before the signal (nothing sent).
+        var signalledAt: MonotonicInstant?
+        var goneAt: MonotonicInstant?
+    }
+
+    /// SIGKILLs every target that is still the process the scan found, then waits up to
+    /// `confirmWithin` until all are gone (ended or zombies, which hold no guest and no I/O).
+    /// A QEMU stuck in uninterruptible I/O outlives the wait; the next scan signals it again.
+    func kill(_ targets: [FenceTarget], confirmWithin: Duration) -> [Outcome] {
+        var outcomes = targets.map { target -> Outcome in
+            let identity = QEMUProcess.Identity(pid: target.pid, startTime: target.startTime)
+            guard !QEMUProcess.hasEnded(identity) else {
+                return Outcome(target: target, signalledAt: nil, goneAt: MonotonicClock.now())
+            }
+            Glibc.kill(target.pid, SIGKILL)
+            return Outcome(target: target, signalledAt: MonotonicClock.now(), goneAt: nil)
+        }
+        let giveUp = MonotonicClock.now() + confirmWithin
+        while true {
+            for i in outcomes.indices where outcomes[i].goneAt == nil {
+                let target = outcomes[i].target
+                if QEMUProcess.hasEnded(QEMUProcess.Identity(pid: target.pid, startTime: target.startTime)) {
+                    outcomes[i].goneAt = MonotonicClock.now()
+                }
+            }
+            if outcomes.allSatisfy({ $0.goneAt != nil }) || MonotonicClock.now() >= giveUp { return outcomes }
+            usleep(500)
+        }
+    }
+}
