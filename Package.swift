@@ -117,7 +117,7 @@ let package = Package(
             "VigilAPI", "VigilTestKit",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "VigilLabTests", dependencies: ["VigilLab", "VigilClient", "VigilStore", "VigilTestKit"]),
+        .testTarget(name: "VigilLabTests", dependencies: ["VigilLab", "VigilClient", "VigilStore", "VigilWatchdog", "VigilTestKit"]),
     ],
     swiftLanguageModes: [.v6]
 )
