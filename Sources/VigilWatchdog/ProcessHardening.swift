@@ -4,13 +4,18 @@ import Glibc
 import Logging
 
 /// Makes the watchdog hard to starve, so it can fence while the host is overloaded or
-/// short of memory: a high CPU priority, and its pages locked in RAM. Both need root;
-/// failures are logged and the watchdog runs on regardless.
+/// short of memory: a high CPU priority, and its pages locked in RAM. Both need root
+/// (without it, as in a loopback lab, they are skipped with a notice); failures are
+/// logged and the watchdog runs on regardless.
 public enum ProcessHardening {
     /// glibc's MCL_ONFAULT (Linux 4.4), not exported to Swift.
     private static let lockOnFault: Int32 = 4
 
     public static func apply(niceness: Int32 = -15, logger: Logger) {
+        guard geteuid() == 0 else {
+            logger.notice("not root: running without raised priority or locked memory", metadata: ["vigil.uid": "\(geteuid())"])
+            return
+        }
         if setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) != 0 {
             logger.warning("cannot raise priority; the watchdog may be starved under load", metadata: [
                 "vigil.niceness": "\(niceness)", "vigil.error": "\(String(cString: strerror(errno)))",
