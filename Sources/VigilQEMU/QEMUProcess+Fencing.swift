@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 
 /// What a fence (vigil-watchdog) needs to find and kill a VM's QEMU without a QMP
 /// connection, and without ever mistaking a reused pid for it.
@@ -24,6 +25,23 @@ extension QEMUProcess {
     public static func identify(pidfile: String, name: String) throws -> Identity {
         let (pid, stat) = try findRunning(pidfile: pidfile, name: name)
         return Identity(pid: pid, startTime: stat.startTime)
+    }
+
+    /// Every running QEMU whose `-pidfile` is `<vmsDirectory>/<its -name>/qemu.pid` (how
+    /// vigild launches them), found from /proc alone: no read of the state directory,
+    /// whose disk may be the very thing that hangs when a host needs fencing.
+    public static func running(withPidfilesIn vmsDirectory: String) -> [(vm: String, process: Identity)] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        var found: [(vm: String, process: Identity)] = []
+        for pid in entries.compactMap({ pid_t($0) }) where pid != getpid() {
+            guard let argv = ProcessTools.commandLine(pid), isQEMU(argv), let vm = vmName(inArguments: argv),
+                  let flag = argv.firstIndex(of: "-pidfile"), flag + 1 < argv.count,
+                  argv[flag + 1] == "\(vmsDirectory)/\(vm)/qemu.pid",
+                  let stat = ProcessTools.stat(pid), !stat.hasEnded
+            else { continue }
+            found.append((vm, Identity(pid: pid, startTime: stat.startTime)))
+        }
+        return found
     }
 
     /// Whether the process has ended: gone, a zombie, or its pid now names another process.

@@ -6,8 +6,9 @@ import Logging
 import VigilCore
 import VigilQEMU
 
-/// Finds this host's QEMUs the way vigild leaves them — `<stateDir>/vms/<vm>/qemu.pid`
-/// naming a `qemu-system-*` run with `-name <vm>` — and SIGKILLs them.
+/// Finds this host's QEMUs the way vigild leaves them — `qemu-system-*` run with
+/// `-name <vm> -pidfile <stateDir>/vms/<vm>/qemu.pid` — and SIGKILLs them. Other lab
+/// hosts' QEMUs on the same machine have their pidfiles in other state directories.
 ///
 /// A pidfile whose pid now names anything else (pid reuse, another VM) is never
 /// killed: the fence must not take an innocent process down with the VMs.
@@ -17,6 +18,10 @@ struct QEMUFencer {
     /// Pidfiles already reported as naming no QEMU of their VM, so a scan every poll
     /// interval while fencing does not repeat the same line.
     private var reportedStrangers: Set<String> = []
+    /// The QEMUs the last scan found. At a deadline these are checked (one /proc read
+    /// each) and killed first, before a full scan — which reads all of /proc and the state
+    /// directory, and takes milliseconds on a busy host — looks for the rest.
+    private(set) var lastFound: [FenceTarget] = []
 
     init(stateDirectory: String, logger: Logger) {
         self.stateDirectory = stateDirectory
@@ -25,15 +30,21 @@ struct QEMUFencer {
 
     var vmsDirectory: String { stateDirectory + "/vms" }
 
-    /// Every VM directory whose pidfile names a live QEMU of that VM.
+    /// This host's live QEMUs: first those /proc shows with a `-pidfile` under
+    /// `vmsDirectory` (no disk access, so a hung state disk cannot stall them), then any
+    /// other that a VM directory's pidfile names (a QEMU started some other way).
     mutating func scan() -> [FenceTarget] {
+        var found = QEMUProcess.running(withPidfilesIn: vmsDirectory).map {
+            FenceTarget(vm: VMName(unchecked: $0.vm), pid: $0.process.pid, startTime: $0.process.startTime)
+        }
         let names = (try? FileManager.default.contentsOfDirectory(atPath: vmsDirectory)) ?? []
-        var found: [FenceTarget] = []
         for name in names.sorted() {
             let pidfile = "\(vmsDirectory)/\(name)/qemu.pid"
             do {
                 let qemu = try QEMUProcess.identify(pidfile: pidfile, name: name)
-                found.append(FenceTarget(vm: VMName(unchecked: name), pid: qemu.pid, startTime: qemu.startTime))
+                if !found.contains(where: { $0.pid == qemu.pid }) {
+                    found.append(FenceTarget(vm: VMName(unchecked: name), pid: qemu.pid, startTime: qemu.startTime))
+                }
             } catch let error as QEMUError where error.code == .notThisVM {
                 if reportedStrangers.insert("\(pidfile):\(error.pid ?? 0)").inserted {
                     logger.notice("pidfile names no QEMU of its VM: not killed", metadata: [
@@ -44,7 +55,13 @@ struct QEMUFencer {
                 // No pidfile or the process is gone: nothing to fence.
             }
         }
+        lastFound = found
         return found
+    }
+
+    /// Those of the last scan's QEMUs that still run (same pid, same start time).
+    func lastFoundStillRunning() -> [FenceTarget] {
+        lastFound.filter { !QEMUProcess.hasEnded(QEMUProcess.Identity(pid: $0.pid, startTime: $0.startTime)) }
     }
 
     /// How one kill went. `goneAt` is nil when the process outlived the wait.

@@ -22,7 +22,8 @@ public final class WatchdogServer {
 
         public init(stateDirectory: String, socketPath: String? = nil, pollInterval: Duration = .milliseconds(50),
                     killConfirmation: Duration = .milliseconds(500)) {
-            self.stateDirectory = stateDirectory
+            // The fencer matches QEMUs' `-pidfile <stateDir>/vms/…` as text: no trailing "/".
+            self.stateDirectory = (stateDirectory as NSString).standardizingPath
             self.socketPath = socketPath ?? WatchdogClient.socketPath(stateDirectory: stateDirectory)
             self.pollInterval = pollInterval
             self.killConfirmation = killConfirmation
@@ -39,6 +40,9 @@ public final class WatchdogServer {
     /// Every QEMU signalled, so one that needs a second SIGKILL is counted once.
     private var killed: Set<FenceTarget> = []
     private let maxClients = 32
+    private var lastRefresh = MonotonicInstant(nanoseconds: 0)
+    /// How often an armed watchdog re-scans for QEMUs (see `refreshKnownQEMUs`).
+    public static let refreshInterval = Duration.milliseconds(500)
 
     /// Claims the socket (see `WatchdogListener`).
     public init(configuration: Configuration, logger: Logger) throws {
@@ -64,6 +68,7 @@ public final class WatchdogServer {
         }
         while true {
             perform(machine.handle(.tick(now: MonotonicClock.now())))
+            refreshKnownQEMUs()
             var fds = [pollfd(fd: stopPipe, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0)]
             fds += clients.keys.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
@@ -85,6 +90,18 @@ public final class WatchdogServer {
             for client in fds[2...] where client.revents != 0 { serve(client.fd) }
             if fds[1].revents != 0 { acceptClients() }
         }
+    }
+
+    /// While armed, re-scan every `refreshInterval` so that at the deadline the fencer
+    /// already knows the QEMUs to kill (see `QEMUFencer.lastFound`); never in the last
+    /// 100 ms before the deadline, when a scan could delay the fence itself. A scan
+    /// costs 1–10 ms of CPU (debug build, ~100 processes), so twice a second is cheap.
+    private func refreshKnownQEMUs() {
+        guard case let .armed(deadline, _) = machine.state else { return }
+        let now = MonotonicClock.now()
+        guard now - lastRefresh >= Self.refreshInterval, deadline - now > .milliseconds(100) else { return }
+        _ = fencer.scan()
+        lastRefresh = now
     }
 
     /// Until the next tick the state machine asks for, never longer than one poll
@@ -169,8 +186,10 @@ public final class WatchdogServer {
         for effect in effects {
             switch effect {
             case .scan:
-                let found = fencer.scan()
-                perform(machine.handle(.scanned(found, now: MonotonicClock.now())))
+                // The QEMUs already known die first; the full scan finds any others.
+                let known = fencer.lastFoundStillRunning()
+                if !known.isEmpty { perform(machine.handle(.scanned(known, now: MonotonicClock.now()))) }
+                perform(machine.handle(.scanned(fencer.scan(), now: MonotonicClock.now())))
             case let .kill(targets, deadline, holder):
                 kill(targets, deadline: deadline, holder: holder)
             case let .refuse(reason):

@@ -50,14 +50,18 @@ final class WatchdogHost: Sendable {
         return watchdog
     }
 
-    /// A process /proc shows as `<dir>/qemu-system-x86_64 … -name <nameInArgv>`, with its
-    /// pid in `<state>/vms/<vm>/qemu.pid`.
+    func pidfile(vm: String) -> String { stateDirectory + "/vms/\(vm)/qemu.pid" }
+
+    /// A process /proc shows as `<dir>/qemu-system-x86_64 … -name <nameInArgv> -pidfile
+    /// <pidfileInArgv>` (by default this VM's, as vigild launches QEMU), with its pid
+    /// written to `<state>/vms/<vm>/qemu.pid` unless `writesPidfile` is false.
     @discardableResult
-    func startFakeQEMU(vm: String, nameInArgv: String? = nil) throws -> ChildProcess {
+    func startFakeQEMU(vm: String, nameInArgv: String? = nil, pidfileInArgv: String? = nil, writesPidfile: Bool = true) throws -> ChildProcess {
         let qemu = try spawn(directory + "/qemu-system-x86_64", [
-            directory + "/qemu-system-x86_64", "-c", "read -r -t 1000 <> \(directory)/never", "-name", nameInArgv ?? vm,
+            directory + "/qemu-system-x86_64", "-c", "read -r -t 1000 <> \(directory)/never",
+            "-name", nameInArgv ?? vm, "-pidfile", pidfileInArgv ?? pidfile(vm: vm),
         ])
-        try writePidfile(vm: vm, pid: qemu.pid)
+        if writesPidfile { try writePidfile(vm: vm, pid: qemu.pid) }
         return qemu
     }
 

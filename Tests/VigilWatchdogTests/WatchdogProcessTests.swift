@@ -65,7 +65,8 @@ struct WatchdogProcessTests {
         }
     }
 
-    /// Fences `trials` QEMUs one after another (300 ms deadlines) and prints how late each died.
+    /// Fences `trials` QEMUs one after another (each running 0.6 s before a 300 ms deadline)
+    /// and prints how late each died.
     func measureKillLatency(_ host: WatchdogHost, trials: Int, label: String,
                             startQEMU: (String) async throws -> ChildProcess) async throws {
         let client = host.client()
@@ -75,6 +76,8 @@ struct WatchdogProcessTests {
             // and would kill the new QEMU at its next scan.
             try await client.rearm(until: MonotonicClock.now() + .seconds(60), holder: "n1")
             let qemu = try await startQEMU("vm\(trial)")
+            // Like a VM that ran for a while: the watchdog's periodic scan has seen it.
+            try await Task.sleep(for: WatchdogServer.refreshInterval + .milliseconds(100))
             let deadline = try await pet(client, ahead: .milliseconds(300))
             if let late = try await expectKilledOnTime(qemu, deadline: deadline, "\(label), trial \(trial)") { lateness.append(late) }
         }
@@ -82,8 +85,21 @@ struct WatchdogProcessTests {
         let ms = { (d: Duration?) in String(format: "%.2f", Double(d?.wholeNanoseconds ?? 0) / 1e6) }
         let nice = Self.niceness(try await client.status().pid)
         print("watchdog kill latency after the deadline, \(label) (watchdog nice \(nice)): \(lateness.count) trials, p50 \(ms(lateness.isEmpty ? nil : lateness[lateness.count / 2])) ms, max \(ms(lateness.last)) ms, min \(ms(lateness.first)) ms")
+        // The watchdog's own view: when it sent SIGKILL, without this test's scheduling delays.
+        let signalled = Self.loggedMilliseconds("signalled_after_deadline", in: host.log()).suffix(trials).sorted()
+        if !signalled.isEmpty {
+            print("  as the watchdog logged it: SIGKILL sent p50 \(signalled[signalled.count / 2]) ms, max \(signalled.last!) ms after the deadline")
+        }
         #expect(lateness.count == trials)
         #expect(try await client.status().killed == trials)
+    }
+
+    /// Values of `vigil.<key>=1.234ms` in the watchdog's log, in order.
+    static func loggedMilliseconds(_ key: String, in log: String) -> [Double] {
+        log.split(separator: "\n").compactMap { line in
+            guard let range = line.range(of: "vigil.\(key)=") else { return nil }
+            return Double(line[range.upperBound...].prefix { $0.isNumber || $0 == "." || $0 == "-" })
+        }
     }
 
     static func niceness(_ pid: Int32) -> String {
@@ -180,6 +196,21 @@ struct WatchdogProcessTests {
             #expect(otherVM.isAlive, "a QEMU of another VM under this VM's pidfile must not be killed")
             #expect(try await host.client().status().killed == 1)
             #expect(host.log().contains("pidfile names no QEMU of its VM"))
+        }
+    }
+
+    @Test func findsQEMUsThroughProcWithoutTheirPidfilesAndSparesAnotherHostsQEMUs() async throws {
+        try await withHost { host in
+            try await host.startWatchdog()
+            // Its pidfile is not (yet) written: /proc alone must find it.
+            let unwritten = try host.startFakeQEMU(vm: "vmx", writesPidfile: false)
+            // Another lab host on this machine: same /proc, its pidfile in another state directory.
+            let otherHost = try host.startFakeQEMU(vm: "vmy", pidfileInArgv: host.directory + "/other-host/vms/vmy/qemu.pid", writesPidfile: false)
+            let deadline = try await pet(host.client(), ahead: .milliseconds(200))
+            _ = try await expectKilledOnTime(unwritten, deadline: deadline, "QEMU without a pidfile")
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(otherHost.isAlive, "another host's QEMU must never be killed")
+            #expect(try await host.client().status().killed == 1)
         }
     }
 
