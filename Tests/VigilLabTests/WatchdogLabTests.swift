@@ -13,6 +13,18 @@ import VigilWatchdog
         FileManager.default.temporaryDirectory.appendingPathComponent("vigil-wdlab-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
     }
 
+    /// A temporary bin directory as `up` expects it: `vigild` (a link to `vigild`) and, unless
+    /// `withWatchdog` is false, the built `vigil-watchdog` beside it.
+    static func binDirectory(vigild: String, withWatchdog: Bool = true) throws -> String {
+        let bin = temporaryBase() + "-bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: bin + "/vigild", withDestinationPath: vigild)
+        if withWatchdog {
+            try FileManager.default.createSymbolicLink(atPath: bin + "/vigil-watchdog", withDestinationPath: BuiltBinaries.vigilWatchdog)
+        }
+        return bin
+    }
+
     /// Field `n` (1-based, as in proc(5)) of /proc/PID/stat.
     static func statField(_ pid: Int32, _ n: Int) -> String? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
@@ -65,10 +77,8 @@ import VigilWatchdog
     @Test(.enabled(if: Capabilities.hasEtcd))
     func aMissingWatchdogBinaryIsNamedBeforeAnythingStartsRequiresEtcd() throws {
         let base = Self.temporaryBase()
-        defer { try? FileManager.default.removeItem(atPath: base) }
-        let bin = base + "/bin"
-        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: "/bin/true", toPath: bin + "/vigild")
+        let bin = try Self.binDirectory(vigild: "/bin/true", withWatchdog: false)
+        defer { for dir in [base, bin] { try? FileManager.default.removeItem(atPath: dir) } }
         let spec = LabSpec(name: "wmissing", index: Self.index, nodes: 1, mode: .loopback, vigildPath: bin + "/vigild", baseDirectory: base)
         let error = #expect(throws: LabError.self) { try Lab.up(spec) }
         #expect(error?.code == .missingBinary)
