@@ -40,6 +40,7 @@ import VigilWatchdog
             let pid = try #require(lab.pid(host: host, process: .watchdog), "no watchdog on \(host): \(lab.logFile(host: host, process: .watchdog))")
             let status = try await WatchdogClient(socketPath: lab.record.watchdogSocket(host)).status()
             #expect(status.pid == pid && status.state == .disarmed, "\(host): \(status)")
+            #expect(try lab.status().hosts.first { $0.name == host.name }?.watchdogState == "running")
             let vigild = try #require(lab.pid(host: host, process: .vigild))
             let started = (statField(pid, 22).flatMap { UInt64($0) }, statField(vigild, 22).flatMap { UInt64($0) })
             #expect(started.0 != nil && started.0! <= started.1!, "\(host): the watchdog must start before vigild")
