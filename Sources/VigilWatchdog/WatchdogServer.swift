@@ -35,7 +35,8 @@ public final class WatchdogServer {
     private let listener: WatchdogListener
     private var machine = WatchdogStateMachine()
     private var fencer: QEMUFencer
-    private var clients: [Int32: LineBuffer] = [:]
+    /// Connected clients: what they sent so far, and when they last sent anything.
+    private var clients: [Int32: (buffer: LineBuffer, lastHeard: MonotonicInstant)] = [:]
     private var fences = 0
     /// Every QEMU signalled, so one that needs a second SIGKILL is counted once.
     private var killed: Set<FenceTarget> = []
@@ -122,12 +123,13 @@ public final class WatchdogServer {
             guard fd >= 0 else { return }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
             UnixSocket.setNonBlocking(fd)
-            guard clients.count < maxClients else {
-                logger.warning("too many watchdog clients; connection refused", metadata: ["vigil.clients": "\(clients.count)"])
-                close(fd)
-                continue
+            // Full: the client silent the longest goes, so leaked or idle connections can
+            // never lock vigild out.
+            if clients.count >= maxClients, let quietest = clients.min(by: { $0.value.lastHeard < $1.value.lastHeard })?.key {
+                logger.warning("too many watchdog clients; dropped the quietest", metadata: ["vigil.clients": "\(clients.count)"])
+                drop(quietest)
             }
-            clients[fd] = LineBuffer()
+            clients[fd] = (LineBuffer(), MonotonicClock.now())
         }
     }
 
@@ -136,7 +138,7 @@ public final class WatchdogServer {
         var chunk = [UInt8](repeating: 0, count: 4096)
         let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
         if n < 0, errno == EAGAIN || errno == EINTR { return }
-        guard n > 0, var buffer = clients[fd] else { return drop(fd) }
+        guard n > 0, var buffer = clients[fd]?.buffer else { return drop(fd) }
         do {
             try buffer.append(chunk[..<n])
         } catch {
@@ -148,7 +150,7 @@ public final class WatchdogServer {
             // Replies are small; a client whose socket buffer is full is not reading: drop it.
             if UnixSocket.sendAll(fd, WatchdogCodec.encode(reply)) != nil { return drop(fd) }
         }
-        clients[fd] = buffer
+        clients[fd] = (buffer, MonotonicClock.now())
     }
 
     private func drop(_ fd: Int32) {

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import VigilCore
 import VigilTestKit
-import VigilWatchdog
+@testable import VigilWatchdog
 
 /// The real `vigil-watchdog` binary against fake QEMUs (bash under a qemu-system name,
 /// with `-name vmX`): it kills them at their deadline, not before, and never anything
@@ -211,6 +211,43 @@ struct WatchdogProcessTests {
             try await Task.sleep(for: .milliseconds(300))
             #expect(otherHost.isAlive, "another host's QEMU must never be killed")
             #expect(try await host.client().status().killed == 1)
+        }
+    }
+
+    @Test func misbehavingClientsNeitherDelayTheFenceNorLockVigildOut() async throws {
+        try await withHost { host in
+            try await host.startWatchdog()
+            let qemu = try host.startFakeQEMU(vm: "vmx")
+            let deadline = try await pet(host.client(), ahead: .milliseconds(400))
+            // 40 raw connections (more than the watchdog keeps): garbage, half lines, silence.
+            var sockets: [Int32] = []
+            defer { for fd in sockets { close(fd) } }
+            for i in 0..<40 {
+                let fd = try UnixSocket.connect(path: host.socketPath, timeout: .seconds(1))
+                sockets.append(fd)
+                let junk = [Array("{not json}\n".utf8), Array(#"{"op":"pet","deadlineNa"#.utf8), []][i % 3]
+                _ = UnixSocket.sendAll(fd, junk)
+            }
+            let status = try await host.client().status()
+            #expect(status.state == .armed, "a new client still gets through")
+            _ = try await expectKilledOnTime(qemu, deadline: deadline, "with 40 misbehaving clients")
+        }
+    }
+
+    @Test func aWatchdogStoppedPastItsDeadlineFencesAsSoonAsItRunsAgain() async throws {
+        try await withHost { host in
+            let watchdog = try await host.startWatchdog()
+            let qemu = try host.startFakeQEMU(vm: "vmx")
+            let deadline = try await pet(host.client(), ahead: .milliseconds(200))
+            kill(watchdog.pid, SIGSTOP)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(qemu.isAlive, "a stopped watchdog fences nothing (the documented limit)")
+            let resumed = MonotonicClock.now()
+            kill(watchdog.pid, SIGCONT)
+            let diedAt = try #require(try await qemu.died(within: .seconds(2)))
+            #expect(diedAt - resumed <= Self.allowedLateness, "killed \(diedAt - resumed) after SIGCONT")
+            #expect(diedAt >= resumed && resumed - deadline >= .milliseconds(250), "stopped well past the deadline")
+            #expect(host.log().contains("deadline passed without a pet"))
         }
     }
 
