@@ -18,9 +18,9 @@ struct QEMUFencer {
     /// Pidfiles already reported as naming no QEMU of their VM, so a scan every poll
     /// interval while fencing does not repeat the same line.
     private var reportedStrangers: Set<String> = []
-    /// The QEMUs the last scan found. At a deadline these are checked (one /proc read
-    /// each) and killed first, before a full scan — which reads all of /proc and the state
-    /// directory, and takes milliseconds on a busy host — looks for the rest.
+    /// The QEMUs the last /proc scan found. At a deadline these are checked (one /proc
+    /// read each) and killed first, before the scans — which read all of /proc and the
+    /// state directory, and take milliseconds on a busy host — look for the rest.
     private(set) var lastFound: [FenceTarget] = []
 
     init(stateDirectory: String, logger: Logger) {
@@ -30,21 +30,26 @@ struct QEMUFencer {
 
     var vmsDirectory: String { stateDirectory + "/vms" }
 
-    /// This host's live QEMUs: first those /proc shows with a `-pidfile` under
-    /// `vmsDirectory` (no disk access, so a hung state disk cannot stall them), then any
-    /// other that a VM directory's pidfile names (a QEMU started some other way).
-    mutating func scan() -> [FenceTarget] {
-        var found = QEMUProcess.running(withPidfilesIn: vmsDirectory).map {
+    /// The QEMUs /proc shows with a `-pidfile` under `vmsDirectory`: no disk access, so a
+    /// hung state disk cannot stall it (the watchdog runs this while armed, too).
+    mutating func scanProc() -> [FenceTarget] {
+        lastFound = QEMUProcess.running(withPidfilesIn: vmsDirectory).map {
             FenceTarget(vm: VMName(unchecked: $0.vm), pid: $0.process.pid, startTime: $0.process.startTime)
         }
+        return lastFound
+    }
+
+    /// The QEMUs that `<vmsDirectory>/<vm>/qemu.pid` files name, checked through /proc to
+    /// be QEMUs of those VMs: finds one started without vigild's `-pidfile` argument. Reads
+    /// the state disk, so it runs last when fencing.
+    mutating func scanPidfiles() -> [FenceTarget] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: vmsDirectory)) ?? []
+        var found: [FenceTarget] = []
         for name in names.sorted() {
             let pidfile = "\(vmsDirectory)/\(name)/qemu.pid"
             do {
                 let qemu = try QEMUProcess.identify(pidfile: pidfile, name: name)
-                if !found.contains(where: { $0.pid == qemu.pid }) {
-                    found.append(FenceTarget(vm: VMName(unchecked: name), pid: qemu.pid, startTime: qemu.startTime))
-                }
+                found.append(FenceTarget(vm: VMName(unchecked: name), pid: qemu.pid, startTime: qemu.startTime))
             } catch let error as QEMUError where error.code == .notThisVM {
                 if reportedStrangers.insert("\(pidfile):\(error.pid ?? 0)").inserted {
                     logger.notice("pidfile names no QEMU of its VM: not killed", metadata: [
@@ -55,11 +60,10 @@ struct QEMUFencer {
                 // No pidfile or the process is gone: nothing to fence.
             }
         }
-        lastFound = found
         return found
     }
 
-    /// Those of the last scan's QEMUs that still run (same pid, same start time).
+    /// Those of the last /proc scan's QEMUs that still run (same pid, same start time).
     func lastFoundStillRunning() -> [FenceTarget] {
         lastFound.filter { !QEMUProcess.hasEnded(QEMUProcess.Identity(pid: $0.pid, startTime: $0.startTime)) }
     }

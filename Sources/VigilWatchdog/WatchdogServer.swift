@@ -58,7 +58,7 @@ public final class WatchdogServer {
         let stopPipe = StopSignals.install()
         // Touch the fence path once now, so its pages are resident (and locked) before
         // a deadline needs them.
-        let present = fencer.scan()
+        let present = Set((fencer.scanProc() + fencer.scanPidfiles()).map(\.pid))
         logger.info("watchdog ready", metadata: [
             "vigil.socket": "\(configuration.socketPath)", "vigil.vms": "\(fencer.vmsDirectory)",
             "vigil.qemus.present": "\(present.count)", "vigil.poll": "\(configuration.pollInterval)",
@@ -93,15 +93,15 @@ public final class WatchdogServer {
         }
     }
 
-    /// While armed, re-scan every `refreshInterval` so that at the deadline the fencer
-    /// already knows the QEMUs to kill (see `QEMUFencer.lastFound`); never in the last
-    /// 100 ms before the deadline, when a scan could delay the fence itself. A scan
-    /// costs 1–10 ms of CPU (debug build, ~100 processes), so twice a second is cheap.
+    /// While armed, re-scan /proc (never the state disk) every `refreshInterval` so that
+    /// at the deadline the fencer already knows the QEMUs to kill (`QEMUFencer.lastFound`);
+    /// never in the last 100 ms before the deadline, when a scan could delay the fence.
+    /// A scan costs 1–10 ms of CPU (debug build, ~100 processes): twice a second is cheap.
     private func refreshKnownQEMUs() {
         guard case let .armed(deadline, _) = machine.state else { return }
         let now = MonotonicClock.now()
         guard now - lastRefresh >= Self.refreshInterval, deadline - now > .milliseconds(100) else { return }
-        _ = fencer.scan()
+        _ = fencer.scanProc()
         lastRefresh = now
     }
 
@@ -188,10 +188,13 @@ public final class WatchdogServer {
         for effect in effects {
             switch effect {
             case .scan:
-                // The QEMUs already known die first; the full scan finds any others.
+                // Cheapest first: the QEMUs already known (a stat each), then the rest of
+                // /proc, then the pidfiles on the state disk (which may be what hangs).
+                // What an earlier step killed has ended, so no later step finds it again.
                 let known = fencer.lastFoundStillRunning()
                 if !known.isEmpty { perform(machine.handle(.scanned(known, now: MonotonicClock.now()))) }
-                perform(machine.handle(.scanned(fencer.scan(), now: MonotonicClock.now())))
+                perform(machine.handle(.scanned(fencer.scanProc(), now: MonotonicClock.now())))
+                perform(machine.handle(.scanned(fencer.scanPidfiles(), now: MonotonicClock.now())))
             case let .kill(targets, deadline, holder):
                 kill(targets, deadline: deadline, holder: holder)
             case let .refuse(reason):
