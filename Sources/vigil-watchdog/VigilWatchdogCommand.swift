@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Synchronization
 import VigilWatchdog
 
 /// `vigil-watchdog`: the per-host fence (ARCHITECTURE.md, "Processes"). vigild pets it
@@ -16,6 +17,7 @@ struct VigilWatchdogCommand: ParsableCommand {
     @Option(help: "Socket to listen on (default: <state-dir>/watchdog.sock).") var socket: String?
     @Option(help: "Milliseconds between scans for QEMUs while fencing.") var pollMs: Int = 50
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String = "info"
+    @Flag(help: "Print the running watchdog's status (JSON) and exit.") var status = false
 
     func run() throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
@@ -23,6 +25,7 @@ struct VigilWatchdogCommand: ParsableCommand {
         }
         guard (1...10_000).contains(pollMs) else { throw ValidationError("--poll-ms must be within 1…10000") }
         guard stateDir.hasPrefix("/") else { throw ValidationError("--state-dir must be an absolute path") }
+        if status { return try printStatus() }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
@@ -42,5 +45,28 @@ struct VigilWatchdogCommand: ParsableCommand {
             throw ExitCode(error.code == .alreadyRunning ? 75 : 71)  // EX_TEMPFAIL, EX_OSERR
         }
         server.run()
+    }
+
+    /// `--status`: one request to the running watchdog, from this synchronous command.
+    private func printStatus() throws {
+        let client = WatchdogClient(socketPath: socket ?? WatchdogClient.socketPath(stateDirectory: stateDir))
+        let result = Mutex<Result<WatchdogStatus, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            let outcome: Result<WatchdogStatus, any Error>
+            do { outcome = .success(try await client.status()) } catch { outcome = .failure(error) }
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        done.wait()
+        do {
+            let status = try result.withLock { $0! }.get()
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(status), as: UTF8.self))
+        } catch {
+            FileHandle.standardError.write(Data("vigil-watchdog: \(error)\n".utf8))
+            throw ExitCode(69)  // EX_UNAVAILABLE
+        }
     }
 }

@@ -324,6 +324,18 @@ struct WatchdogProcessTests {
         }
     }
 
+    @Test func statusFlagPrintsTheRunningWatchdogsStatusOrSaysThereIsNone() async throws {
+        try await withHost { host in
+            let none = try runProcess(BuiltBinaries.vigilWatchdog, ["--status", "--state-dir", host.stateDirectory], timeout: 10)
+            #expect(none.status == 69 && none.stderr.contains("socketMissing"), "\(none.stderr)")
+            let watchdog = try await host.startWatchdog()
+            let some = try runProcess(BuiltBinaries.vigilWatchdog, ["--status", "--state-dir", host.stateDirectory], timeout: 10)
+            #expect(some.status == 0)
+            let status = try JSONDecoder().decode(WatchdogStatus.self, from: Data(some.stdout.utf8))
+            #expect(status.pid == watchdog.pid && status.state == .disarmed)
+        }
+    }
+
     @Test func aSecondWatchdogOnTheSameStateDirectoryIsRefused() async throws {
         try await withHost { host in
             let first = try await host.startWatchdog()
