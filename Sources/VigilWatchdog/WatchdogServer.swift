@@ -213,10 +213,12 @@ public final class WatchdogServer {
             var metadata: Logger.Metadata = [
                 "vigil.vm": "\(target.vm)", "vigil.qemu.pid": "\(target.pid)", "vigil.holder": "\(holder)",
             ]
-            if let signalled = outcome.signalledAt {
-                killed.insert(target)
-                metadata["vigil.signalled_after_deadline"] = "\(milliseconds(signalled - deadline))"
+            guard let signalled = outcome.signalledAt else {
+                logger.debug("fence: QEMU ended by itself before the signal", metadata: metadata)
+                continue
             }
+            killed.insert(target)
+            metadata["vigil.signalled_after_deadline"] = "\(milliseconds(signalled - deadline))"
             if let gone = outcome.goneAt {
                 metadata["vigil.gone_after_deadline"] = "\(milliseconds(gone - deadline))"
                 logger.warning("fence: QEMU killed", metadata: metadata)
