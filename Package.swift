@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "vigild", targets: ["vigild"]),
         .executable(name: "vigil", targets: ["vigil"]),
         .executable(name: "vigil-bench", targets: ["vigil-bench"]),
+        .executable(name: "vigil-watchdog", targets: ["vigil-watchdog"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -55,6 +56,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
+        // The per-host fence: protocol, client (for vigild) and server loop of vigil-watchdog.
+        .target(name: "VigilWatchdog", dependencies: [
+            "VigilCore", "VigilQEMU",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The node agent's services.
         .target(name: "VigilAgent", dependencies: [
             "VigilCore", "VigilStore", "VigilQEMU",
@@ -85,6 +91,11 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .executableTarget(name: "vigil-watchdog", dependencies: [
+            "VigilWatchdog",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .executableTarget(name: "vigil", dependencies: [
             "VigilCore", "VigilClient", "VigilLab", "VigilDisk",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -100,12 +111,13 @@ let package = Package(
         .testTarget(name: "VigilQEMUTests", dependencies: ["VigilQEMU", "VigilTestKit"]),
         .testTarget(name: "VigilHeartbeatTests", dependencies: ["VigilHeartbeat", "VigilTestKit"]),
         .testTarget(name: "VigilStoreTests", dependencies: ["VigilStore", "VigilTestKit"]),
+        .testTarget(name: "VigilWatchdogTests", dependencies: ["VigilWatchdog", "VigilQEMU", "VigilTestKit"]),
         .testTarget(name: "VigilAgentTests", dependencies: ["VigilAgent", "VigilTestKit"]),
         .testTarget(name: "VigilAPITests", dependencies: [
             "VigilAPI", "VigilTestKit",
             .product(name: "HummingbirdTesting", package: "hummingbird"),
         ]),
-        .testTarget(name: "VigilLabTests", dependencies: ["VigilLab", "VigilClient", "VigilStore", "VigilTestKit"]),
+        .testTarget(name: "VigilLabTests", dependencies: ["VigilLab", "VigilClient", "VigilStore", "VigilWatchdog", "VigilTestKit"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -7,6 +7,7 @@ scripts/install-deps.sh
 echo "== building (debug; first build takes a few minutes)"
 swift build --product vigild
 swift build --product vigil
+swift build --product vigil-watchdog
 echo "== guest image"
 guest/build.sh
 bin=$(swift build --show-bin-path)

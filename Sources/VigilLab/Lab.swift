@@ -56,6 +56,7 @@ public struct Lab: Sendable {
             token: LabConfigFiles.randomHex(bytes: 16), clusterKey: LabConfigFiles.randomHex(bytes: 32),
             etcdClusterToken: "\(spec.name)-\(LabConfigFiles.randomHex(bytes: 4))",
             createdAt: Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down)))
+        try LabDaemons.checkWatchdogBinary(record)
         let lab = Lab(record: record)
         // Checking and claiming (lab.json written) under one lock, so two concurrent `up`s
         // cannot both take the same name or index.
@@ -75,6 +76,7 @@ public struct Lab: Sendable {
             for m in spec.etcdMembers { try LabDaemons.start(record, m, .etcd) }
             try lab.waitForEtcdQuorum(timeout: spec.readinessTimeout)
             if vigild != nil {
+                try lab.startWatchdogs(timeout: spec.readinessTimeout)
                 for h in spec.hosts { try LabDaemons.start(record, h, .vigild) }
                 try lab.waitForAgents(timeout: spec.readinessTimeout)
             }
@@ -151,7 +153,7 @@ public struct Lab: Sendable {
         }
     }
 
-    private func waitUntil(timeout: Duration, what: String, process: LabProcess, targets: [LabHost], ready: (LabHost) -> Bool) throws {
+    func waitUntil(timeout: Duration, what: String, process: LabProcess, targets: [LabHost], ready: (LabHost) -> Bool) throws {
         let deadline = ContinuousClock.now + timeout
         var pending = targets
         while true {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Starting, finding and signalling the lab's long-running processes (etcd members, agents).
+/// Starting, finding and signalling the lab's long-running processes (etcd members, agents, watchdogs).
 ///
 /// A process runs detached: `setsid -f` forks it into its own session, so it outlives the CLI
 /// invocation (and the test) that started it and init reaps it; a tiny bash wrapper writes its
@@ -61,7 +61,11 @@ enum LabDaemons {
         if let pid = pid(record, host, process) {
             throw LabError(.alreadyExists, "\(process) on \(host) is already running (pid \(pid))")
         }
-        let binary = process == .etcd ? etcdArguments(record, host) : try vigildArguments(record, host)
+        let binary = switch process {
+        case .etcd: etcdArguments(record, host)
+        case .vigild: try vigildArguments(record, host)
+        case .watchdog: try watchdogArguments(record, host)
+        }
         // The owner mark survives every exec, so `pid` recognises the process even when the binary
         // execs something else (a wrapper script), and never mistakes a reused pid for ours.
         var command = [try CommandRunner.resolve("env"), "\(ownerVariable)=\(record.directory)"]

@@ -75,7 +75,7 @@ public enum LabNetwork: String, CaseIterable, Codable, Sendable, CustomStringCon
 
 /// A lab process that the fault helpers can signal or restart.
 public enum LabProcess: String, CaseIterable, Codable, Sendable, CustomStringConvertible {
-    case vigild, etcd
+    case vigild, etcd, watchdog
     public var description: String { rawValue }
 }
 

@@ -11,6 +11,8 @@ public struct LabStatus: Codable, Sendable {
         public var etcdState: String?
         public var vigildPid: Int32?
         public var vigildState: String?
+        public var watchdogPid: Int32?
+        public var watchdogState: String?
     }
 
     public var name: String
@@ -35,11 +37,13 @@ extension Lab {
         let hosts = spec.machines.map { m in
             let etcd = pid(host: m, process: .etcd)
             let vigild = pid(host: m, process: .vigild)
+            let watchdog = pid(host: m, process: .watchdog)
             return LabStatus.Host(
                 name: m.name, clusterAddress: clusterAddress(m), namespace: namespace(m),
                 namespaceExists: namespace(m).map(namespaces.contains),
                 etcdPid: etcd, etcdState: spec.etcdMembers.contains(m) ? describe(etcd) ?? "down" : nil,
-                vigildPid: vigild, vigildState: m.isWitness || record.vigildBinary == nil ? nil : describe(vigild) ?? "down")
+                vigildPid: vigild, vigildState: m.isWitness || record.vigildBinary == nil ? nil : describe(vigild) ?? "down",
+                watchdogPid: watchdog, watchdogState: m.isWitness || record.vigildBinary == nil ? nil : describe(watchdog) ?? "down")
         }
         return LabStatus(
             name: name, index: spec.index, mode: spec.mode, directory: directory,

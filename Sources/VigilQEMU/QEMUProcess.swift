@@ -167,9 +167,7 @@ public final class QEMUProcess: Sendable {
         guard let stat = ProcessTools.stat(pid), !stat.hasEnded else {
             throw QEMUError(.notRunning, "process from \(pidfile) is gone", vm: name, pid: pid)
         }
-        guard let argv = ProcessTools.commandLine(pid), let program = argv.first,
-              (program as NSString).lastPathComponent.hasPrefix("qemu-system")
-        else {
+        guard let argv = ProcessTools.commandLine(pid), isQEMU(argv) else {
             throw QEMUError(.notThisVM, "process from \(pidfile) is not QEMU (pid reused?)", vm: name, pid: pid)
         }
         let found = vmName(inArguments: argv)
@@ -177,6 +175,12 @@ public final class QEMUProcess: Sendable {
             throw QEMUError(.notThisVM, "QEMU from \(pidfile) runs VM \(found ?? "(unnamed)")", vm: name, pid: pid)
         }
         return (pid, stat)
+    }
+
+    /// Whether an argv is a QEMU system emulator's (`…/qemu-system-x86_64 …`).
+    static func isQEMU(_ argv: [String]) -> Bool {
+        guard let program = argv.first else { return false }
+        return (program as NSString).lastPathComponent.hasPrefix("qemu-system")
     }
 
     /// The VM name in a QEMU argv: `-name vm1` or `-name guest=vm1,debug-threads=on`.
@@ -210,7 +214,7 @@ public final class QEMUProcess: Sendable {
                     return status
                 }
             }
-            if let stat = ProcessTools.stat(pid), stat.startTime == startTime, !stat.hasEnded { return nil }
+            if !Self.hasEnded(Identity(pid: pid, startTime: startTime)) { return nil }
             recorded = .unknown
             return recorded
         }

@@ -90,7 +90,7 @@ struct LabKillCommand: AsyncParsableCommand {
 struct LabProcessTarget: ParsableArguments {
     @OptionGroup var options: LabOptions
     @Argument(help: "Host.") var host: LabHost
-    @Argument(help: "vigild or etcd.") var process: LabProcess
+    @Argument(help: "vigild, etcd or watchdog.") var process: LabProcess
 
     func send(_ signal: Int32, action: String) throws {
         try options.perform(action) { try $0.signal(host: host, process: process, signal) }

@@ -99,6 +99,7 @@ struct LabStatusCommand: AsyncParsableCommand {
                 if let ns = h.namespace { row += "  ns \(ns) \(h.namespaceExists == true ? "ok" : "MISSING")" }
                 if let s = h.etcdState { row += "  etcd \(s)\(h.etcdPid.map { " (\($0))" } ?? "")" }
                 if let s = h.vigildState { row += "  vigild \(s)\(h.vigildPid.map { " (\($0))" } ?? "")" }
+                if let s = h.watchdogState { row += "  watchdog \(s)\(h.watchdogPid.map { " (\($0))" } ?? "")" }
                 lines.append(row)
             }
             for f in status.faults { lines.append("  cut: \(f.host) \(f.net) (\(f.cut.rawValue))") }

@@ -230,7 +230,7 @@ extension LabIntegrationTests {
             try Capabilities.require(Self.server != nil, "busybox or python3 (stand-in agent)")
         }
 
-        @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd && server != nil))
+        @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd && server != nil && BuiltBinaries.haveWatchdog))
         func agentsStartAtHighPriorityAndAnswerHealthzRequiresNetns() throws {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fake-vigild-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -244,6 +244,7 @@ extension LabIntegrationTests {
                 exec \(Self.server!)
                 """.write(toFile: script, atomically: true, encoding: .utf8)
             chmod(script, 0o755)
+            try FileManager.default.createSymbolicLink(atPath: dir + "/vigil-watchdog", withDestinationPath: BuiltBinaries.vigilWatchdog)
 
             let lab = try Lab.up(LabSpec(name: LabIntegrationTests.LabNetnsTests.uniqueName(), index: 8, nodes: 3, vigildPath: script))
             defer { _ = try? lab.down() }
@@ -260,11 +261,13 @@ extension LabIntegrationTests {
             try lab.waitForAgents(timeout: .seconds(10))
         }
 
-        @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd))
+        @Test(.enabled(if: Capabilities.hasNetns && Capabilities.hasEtcd && BuiltBinaries.haveWatchdog))
         func anAgentThatDoesNotStartFailsUpWithItsLogAndLeavesNothingRequiresNetns() throws {
             let name = LabIntegrationTests.LabNetnsTests.uniqueName()
+            let bin = try WatchdogLabTests.binDirectory(vigild: "/bin/false")
+            defer { try? FileManager.default.removeItem(atPath: bin) }
             #expect {
-                try Lab.up(LabSpec(name: name, index: 7, nodes: 1, vigildPath: "/bin/false", readinessTimeout: .seconds(5)))
+                try Lab.up(LabSpec(name: name, index: 7, nodes: 1, vigildPath: bin + "/vigild", readinessTimeout: .seconds(5)))
             } throws: { error in
                 guard let error = error as? LabError else { return false }
                 return error.code == .notReady && error.message.contains("vigild on n1 exited") && error.message.contains("vigild.log")

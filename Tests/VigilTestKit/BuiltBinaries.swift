@@ -10,6 +10,8 @@ public enum BuiltBinaries {
     }
     public static var vigild: String { binDir + "/vigild" }
     public static var vigil: String { binDir + "/vigil" }
+    public static var vigilWatchdog: String { binDir + "/vigil-watchdog" }
     public static var haveAgent: Bool { FileManager.default.isExecutableFile(atPath: vigild) }
     public static var haveCLI: Bool { FileManager.default.isExecutableFile(atPath: vigil) }
+    public static var haveWatchdog: Bool { FileManager.default.isExecutableFile(atPath: vigilWatchdog) }
 }
