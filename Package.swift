@@ -63,7 +63,7 @@ let package = Package(
         ]),
         // The node agent's services.
         .target(name: "VigilAgent", dependencies: [
-            "VigilCore", "VigilStore", "VigilQEMU",
+            "VigilCore", "VigilStore", "VigilQEMU", "VigilWatchdog",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "Yams", package: "Yams"),

@@ -30,6 +30,10 @@ public struct AgentConfig: Sendable, Equatable {
     /// The failover policy the leader applies (`ha:`). Cluster-wide in effect: the
     /// leader's values apply, so keep them the same on every node.
     public var ha = ClusterController.Settings()
+    /// `watchdog.socket`: where this host's vigil-watchdog listens (default `<stateDir>/watchdog.sock`).
+    public var watchdogSocket: String = ""
+    /// `watchdog.required` (default true): without a watchdog answering, start no VMs.
+    public var watchdogRequired = true
 
     /// Command-line overrides, applied after the file.
     public struct Overrides: Sendable {
@@ -60,7 +64,7 @@ public struct AgentConfig: Sendable, Equatable {
     }
 
     private static func decode(_ m: ConfigMap, overrides: Overrides) throws -> AgentConfig {
-        try m.allowOnly(["cluster", "node", "token", "clusterKey", "clusterAddress", "stateDir", "etcd", "api", "heartbeat", "networks", "capacity", "storageDir", "guest", "qemu", "ha"])
+        try m.allowOnly(["cluster", "node", "token", "clusterKey", "clusterAddress", "stateDir", "etcd", "api", "heartbeat", "networks", "capacity", "storageDir", "guest", "qemu", "ha", "watchdog"])
         let cluster = try m.name("cluster") { try ClusterName($0) }
         let node = try m.name("node") { try NodeName($0) }
         let token = try m.string("token")
@@ -155,6 +159,11 @@ public struct AgentConfig: Sendable, Equatable {
                            storageDir: storageDir, guestKernel: try guest?.optionalString("kernel"), guestInitrd: try guest?.optionalString("initrd"),
                            qemuBinary: try qemu?.optionalString("binary") ?? "qemu-system-x86_64", accel: accel)
         config.ha = ha
+        let wd = try m.optionalMap("watchdog")
+        try wd?.allowOnly(["socket", "required"])
+        config.watchdogSocket = try wd?.optionalString("socket") ?? (stateDir + "/watchdog.sock")
+        guard config.watchdogSocket.hasPrefix("/") else { throw ConfigError(field: "watchdog.socket", problem: "must be an absolute path") }
+        config.watchdogRequired = try wd?.optionalBool("required") ?? true
         return config
     }
 

@@ -1,5 +1,6 @@
 import VigilCore
 import VigilStore
+import VigilWatchdog
 
 /// What every part of the agent shares: its config, the store client, its own standing
 /// (lease, leadership) and the event log. Made once in `vigild`'s main.
@@ -8,9 +9,12 @@ public struct AgentContext: Sendable {
     public let etcd: EtcdClient
     public let state: NodeState
     public let events: EventLog
+    /// This host's `vigil-watchdog` (the fence that works while vigild is frozen).
+    public let watchdog: WatchdogClient
 
-    public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog) {
+    public init(config: AgentConfig, etcd: EtcdClient, state: NodeState, events: EventLog, watchdog: WatchdogClient? = nil) {
         self.config = config; self.etcd = etcd; self.state = state; self.events = events
+        self.watchdog = watchdog ?? WatchdogClient(socketPath: config.watchdogSocket)
     }
 }
 

@@ -47,6 +47,12 @@ struct ConfigMap {
         throw ConfigError(field: field(k), problem: "must be a number, got '\(v)'")
     }
 
+    func optionalBool(_ k: String) throws -> Bool? {
+        guard let v = values[k] else { return nil }
+        if let b = v as? Bool { return b }
+        throw ConfigError(field: field(k), problem: "must be true or false, got '\(v)'")
+    }
+
     func ipv4(_ k: String) throws -> String {
         let s = try string(k)
         let parts = s.split(separator: ".", omittingEmptySubsequences: false)

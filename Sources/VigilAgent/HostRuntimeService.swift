@@ -47,8 +47,11 @@ public struct HostRuntimeService: Service, AgentPart {
         while !Task.isCancelled {
             let now = ContinuousClock.now - origin
             // Processes that ended since the last round.
+            // A QEMU that died while this node could not run VMs was fenced (by the guard
+            // or by the watchdog while vigild was frozen), not crashed.
+            let fencing = await !state.mayRunVMs()
             for (vm, status, fenced) in await table.reapExited() {
-                let event: HostReconciler.Event = fenced ? .fenced(vm, now: now) : .exited(vm, status: status, now: now)
+                let event: HostReconciler.Event = fenced || fencing ? .fenced(vm, now: now) : .exited(vm, status: status, now: now)
                 for a in reconciler.handle(event) { await perform(a, table, &reconciler, origin: origin) }
             }
             await state.setLocalVMs(await table.count)
@@ -72,8 +75,12 @@ public struct HostRuntimeService: Service, AgentPart {
         switch action {
         case let .start(spec, epoch):
             do {
-                guard await state.mayRunVMs() else {
-                    throw QEMUError(.exitedEarly, "not started: this node holds no valid lease (fenced)", vm: spec.name.rawValue)
+                guard await state.mayStartVMs(watchdogRequired: config.watchdogRequired) else {
+                    // No fence yet (watchdog not armed, or the lease just lapsed): wait, don't count it as a failure.
+                    let watchdog = await state.watchdogState
+                    logger.debug("start deferred: no armed fence yet", metadata: ["vigil.vm": "\(spec.name)", "vigil.watchdog": "\(watchdog)"])
+                    for a in reconciler.handle(.startDeferred(spec.name)) { await perform(a, table, &reconciler, origin: origin) }
+                    return
                 }
                 let p = try await launch(spec, epoch: epoch)
                 await table.add(spec.name, p)

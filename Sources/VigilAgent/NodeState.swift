@@ -41,6 +41,19 @@ public actor NodeState {
         await withCheckedContinuation { settledWaiters.append($0) }
     }
 
+    /// The deadline the watchdog last accepted (nil: not armed, or it did not answer).
+    public private(set) var watchdogDeadline: ContinuousClock.Instant?
+    /// What the watchdog last said, in words (for `/v1/local` and logs).
+    public private(set) var watchdogState = "not contacted yet"
+    func watchdog(armedUntil d: ContinuousClock.Instant?, state: String) { watchdogDeadline = d; watchdogState = state }
+
+    /// Whether a VM may be started here now: it may run, and (when required) the
+    /// watchdog holds a deadline, so it would be fenced even if vigild froze.
+    public func mayStartVMs(now: ContinuousClock.Instant = .now, watchdogRequired: Bool) -> Bool {
+        guard mayRunVMs(now: now) else { return false }
+        return !watchdogRequired || (watchdogDeadline.map { now < $0 } ?? false)
+    }
+
     /// Whether VMs may run here now: a lease, and its fence deadline still ahead.
     public func mayRunVMs(now: ContinuousClock.Instant = .now) -> Bool {
         guard leaseID != nil, let d = fenceDeadline else { return false }
@@ -52,6 +65,6 @@ public actor NodeState {
     public func local(now: ContinuousClock.Instant = .now) -> LocalStatus {
         let since = lastRenewalSent.map { now - $0 }.map { $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000 }
         return LocalStatus(node: node, hasLease: leaseID != nil, isLeader: isLeader, leaseID: leaseID,
-                           sinceLastRenewalMs: leaseID == nil ? nil : since)
+                           sinceLastRenewalMs: leaseID == nil ? nil : since, watchdog: watchdogState)
     }
 }

@@ -221,6 +221,8 @@ public struct StoreSessionService: Service, AgentPart {
                                                   message: "\(config.node) is shutting down and leaves the cluster"))
             try? await etcd.revokeLease(lease)
             await state.lost()
+            // Nothing left to fence; a later vigild arms it again with its own lease.
+            _ = try? await context.watchdog.disarm()
             return
         }
         let sent = ContinuousClock.now

@@ -14,6 +14,9 @@ public struct HostReconciler: Sendable {
         /// A local QEMU is now running (launched or adopted).
         case started(VMName, pid: Int32, epoch: Int64, adopted: Bool, now: Duration)
         case startFailed(VMName, message: String, now: Duration)
+        /// The shell could not start it yet for a reason that is no fault of the VM (the
+        /// watchdog not armed yet): not a failure, the next round tries again.
+        case startDeferred(VMName)
         /// A local QEMU ended; `expected` when we asked it to (power-down or kill).
         case exited(VMName, status: String, now: Duration)
         /// Fencing killed a local QEMU (no valid lease): not a crash. If the VM is still
@@ -79,6 +82,10 @@ public struct HostReconciler: Sendable {
                                                     reporter: me, node: me, vm: vm.rawValue, message: "\(vm) started on \(me), pid \(pid), epoch \(epoch)\(again)")))
             }
             return actions + report(vm, .running)
+
+        case let .startDeferred(vm):
+            local[vm]?.starting = false
+            return []
 
         case let .startFailed(vm, message, now):
             guard var l = local[vm] else { return [] }

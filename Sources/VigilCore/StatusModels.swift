@@ -83,9 +83,11 @@ public struct LocalStatus: Codable, Equatable, Sendable {
     public var leaseID: Int64?
     /// Milliseconds since the last keep-alive etcd acknowledged was sent.
     public var sinceLastRenewalMs: Int64?
-    public init(node: NodeName, hasLease: Bool, isLeader: Bool, leaseID: Int64?, sinceLastRenewalMs: Int64?) {
+    /// This host's fence: "armed, N ms left", "fencing", "missing: why".
+    public var watchdog: String?
+    public init(node: NodeName, hasLease: Bool, isLeader: Bool, leaseID: Int64?, sinceLastRenewalMs: Int64?, watchdog: String? = nil) {
         self.node = node; self.hasLease = hasLease; self.isLeader = isLeader; self.leaseID = leaseID
-        self.sinceLastRenewalMs = sinceLastRenewalMs
+        self.sinceLastRenewalMs = sinceLastRenewalMs; self.watchdog = watchdog
     }
 }
 

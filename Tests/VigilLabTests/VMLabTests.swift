@@ -121,7 +121,16 @@ import VigilTestKit
                 return e.events.contains { $0.event.kind == .vmAdopted && $0.event.vm == "solo" }
             }
             #expect(adopted, "no vm.adopted event after the agent restart")
-            let still = try #require(try await lab.guestStatus(from: 1, address: address))
+            // The guest may be slow to answer on a loaded machine; a restarted one would show another boot id.
+            var stillAnswer: GuestStatus?
+            _ = try await eventually(timeout: .seconds(10), every: .milliseconds(300)) {
+                stillAnswer = try await lab.guestStatus(from: 1, address: address); return stillAnswer != nil
+            }
+            if stillAnswer == nil {
+                let log = (try? String(contentsOfFile: lab.logFile(host: 2, process: .vigild), encoding: .utf8)) ?? ""
+                print("n2 vigild log (tail):\n" + log.split(separator: "\n").suffix(40).joined(separator: "\n"))
+            }
+            let still = try #require(stillAnswer)
             #expect(still.boot_id == bootID, "the guest rebooted across an agent restart")
             #expect(try await Self.vmList(lab).first?.runtime?.pid == qemuPID)
         }
