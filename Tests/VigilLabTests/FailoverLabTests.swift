@@ -264,7 +264,7 @@ extension FailoverLabTests {
 /// Network faults that must change nothing: one cluster network of a host lost (carrier
 /// down, or silently), and a flapping link. Heartbeats steer the routes; no lease is
 /// lost, nothing fails over or restarts.
-@Suite(.serialized) struct NetworkFaultLabTests {
+extension FailoverLabTests {
     @Test(.enabled(if: FailoverLabTests.canRun))
     func losingOneClusterNetworkAFlappingLinkOrALocalEtcdMemberMovesNothingRequiresNetns() async throws {
         try await FailoverLabTests.withCluster(index: 23) { c in

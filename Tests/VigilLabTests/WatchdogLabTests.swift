@@ -33,13 +33,18 @@ import VigilWatchdog
         return n - 3 < fields.count ? String(fields[n - 3]) : nil
     }
 
-    /// Each host's watchdog runs, answers on the host's socket disarmed, and started no later than vigild.
+    /// Each host's watchdog runs, is armed by its vigild, and started no later than vigild.
     static func checkWatchdogs(_ lab: Lab) async throws -> [Int32] {
         var pids: [Int32] = []
         for host in lab.hosts {
             let pid = try #require(lab.pid(host: host, process: .watchdog), "no watchdog on \(host): \(lab.logFile(host: host, process: .watchdog))")
-            let status = try await WatchdogClient(socketPath: lab.record.watchdogSocket(host)).status()
-            #expect(status.pid == pid && status.state == .disarmed, "\(host): \(status)")
+            // vigild arms it with its fence deadline as soon as it holds a lease.
+            let client = WatchdogClient(socketPath: lab.record.watchdogSocket(host))
+            var status = try await client.status()
+            _ = try await eventually(timeout: .seconds(10), every: .milliseconds(100)) {
+                status = try await client.status(); return status.state == .armed
+            }
+            #expect(status.pid == pid && status.state == .armed && status.holder == host.name, "\(host): \(status)")
             #expect(try lab.status().hosts.first { $0.name == host.name }?.watchdogState == "running")
             let vigild = try #require(lab.pid(host: host, process: .vigild))
             let started = (statField(pid, 22).flatMap { UInt64($0) }, statField(vigild, 22).flatMap { UInt64($0) })
