@@ -17,11 +17,15 @@ import VigilTestKit
         defer { _ = try? lab.down() }
         let etcd = try EtcdClient(endpoints: lab.etcdEndpoints)
         let keys = KeySpace(cluster: try ClusterName(lab.name))
-        // Everyone alive, someone leads.
+        // Everyone alive, someone leads, and has said so in the event log (a test that
+        // looks for leader changes after a fault must not catch the first election).
         let ready = try await eventually(timeout: .seconds(15)) {
             let alive = try await etcd.getPrefix(keys.alivePrefix).kvs.count
             let leader = try await etcd.get(keys.leader)
-            return alive == 3 && leader != nil
+            let elected = try await etcd.getPrefix(keys.eventsPrefix).kvs.contains { kv in
+                (try? kv.decode(ClusterEvent.self))?.kind == .leaderElected
+            }
+            return alive == 3 && leader != nil && elected
         }
         try #require(ready, "the cluster did not come up: see \(lab.directory)")
         try await body(lab, etcd, keys)
