@@ -20,7 +20,8 @@ struct FailoverBench: Bench {
         guard FileManager.default.isExecutableFile(atPath: vigild) else {
             throw BenchSkip(reason: "vigild not built next to vigil-bench (\(vigild))")
         }
-        let runs = quick ? 2 : 20
+        // 20 by default: 10 with the etcd leader on the dead host, 10 without.
+        let runs = quick ? 2 : Int(ProcessInfo.processInfo.environment["VIGIL_BENCH_RUNS"] ?? "") ?? 20
         let lab = try Lab.up(LabSpec(name: "benchfo", index: 8, nodes: 3, vigildPath: vigild, cpus: 4, memoryMiB: 1024,
                                      maxFailovers: 1000))  // every run is a failover of the same VM
         defer { _ = try? lab.down() }
