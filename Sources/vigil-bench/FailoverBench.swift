@@ -43,7 +43,10 @@ struct FailoverBench: Bench {
             try lab.killHost(host: owner)
             var newOwner: LabHost?
             while newOwner == nil {
-                if ContinuousClock.now - t0 > .seconds(60) { throw BenchSkip(reason: "no failover within 60 s") }
+                if ContinuousClock.now - t0 > .seconds(60) {
+                    let v: VMInfo? = try? await api.get("/v1/vms/fo")
+                    throw BenchSkip(reason: "no failover within 60 s (VM: \(v.map { "\($0.state) on \($0.placement?.node?.rawValue ?? "-") epoch \($0.placement?.epoch ?? 0): \($0.placement?.reason ?? "")" } ?? "API did not answer"))")
+                }
                 newOwner = qemuHost(lab, vm: "fo").flatMap { $0 != owner ? $0 : nil }
                 if newOwner == nil { try await Task.sleep(for: .milliseconds(10)) }
             }
