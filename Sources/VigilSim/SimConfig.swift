@@ -45,6 +45,9 @@ public struct SimConfig: Sendable {
         case disabled
     }
 
+    /// Print every trace line that contains this text (debugging a seed: a VM or node name).
+    public var echo: String?
+
     public init(seed: UInt64) { self.seed = seed }
 
     /// The fence deadline's distance from the last acknowledged send, nil for never.

@@ -78,7 +78,7 @@ extension Simulation {
                 switch store.writePlacement(vm, p, expected: expected, leaderLease: l.lease) {
                 case let .written(old):
                     checker.placementChanged(vm, at: now, from: old, to: p)
-                    trace("\(hosts[h].name) wrote \(vm): \(p.phase) on \(p.node?.rawValue ?? "-") epoch \(p.epoch)\(p.reason.map { " (\($0.prefix(60)))" } ?? "")")
+                    trace("\(hosts[h].name) wrote \(vm) (\(event?.kind.rawValue ?? "-")): \(p.phase) on \(p.node?.rawValue ?? "-") epoch \(p.epoch)\(p.reason.map { " (\($0.prefix(60)))" } ?? "")")
                     count("placement.\(p.phase)")
                     if let event { store.record(event) }
                 case .revisionChanged:

@@ -211,6 +211,7 @@ public struct Simulation {
     mutating func trace(_ line: String) {
         let s = "[\(stepIndex)] \(line)"
         for b in s.utf8 { traceHash = (traceHash ^ UInt64(b)) &* 0x100_0000_01b3 }
+        if let e = config.echo, s.contains(e) { print(s) }
         if firstViolationStep == nil {
             recent.append(s)
             if recent.count > 60 { recent.removeFirst(recent.count - 60) }

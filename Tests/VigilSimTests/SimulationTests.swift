@@ -5,7 +5,8 @@ import VigilSim
 
 /// Issue 5, item 6: the real controller and host runtime for 16 nodes and 500 VMs under
 /// random crashes, freezes, partitions and delays, invariants checked at every step.
-/// A failure prints its seed and step; `VIGIL_SIM_SEED=<seed>` reruns that seed alone.
+/// A failure prints its seed and step; `VIGIL_SIM_SEED=<seed>` reruns that seed alone, and
+/// `VIGIL_SIM_TRACE=<text>` prints every trace line containing the text (e.g. a VM's name).
 struct SimulationTests {
     static let seeds: [UInt64] = [1, 2, 3, 4, 5]
 
@@ -28,7 +29,9 @@ struct SimulationTests {
     @Test func invariantsHoldUnderRandomFaults() {
         for seed in chosenSeeds {
             let clock = ContinuousClock()
-            var sim = Simulation(config: SimConfig(seed: seed))
+            var config = SimConfig(seed: seed)
+            config.echo = ProcessInfo.processInfo.environment["VIGIL_SIM_TRACE"]
+            var sim = Simulation(config: config)
             var outcome: Simulation.Outcome!
             let took = clock.measure { outcome = sim.run() }
             print(Self.describe(outcome) + "\n  took \(took)")
