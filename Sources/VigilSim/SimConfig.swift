@@ -9,9 +9,9 @@ public struct SimConfig: Sendable {
     /// Simulated time per step.
     public var step: Duration = .milliseconds(50)
     /// Steps without faults first, so every VM is placed and running.
-    public var warmupSteps = 300
+    public var warmupSteps = 200
     /// Steps with random faults.
-    public var faultSteps = 3000
+    public var faultSteps = 2400
     /// After the faults stop and everything heals: the most steps the cluster gets to
     /// settle (convergence is checked from `settleMinSteps` on; the run ends when it holds).
     public var settleMaxSteps = 1600

@@ -113,7 +113,9 @@ extension Simulation {
     mutating func runtime(_ h: Int) {
         runQueuedActions(h)
         guard var a = hosts[h].agent, a.runtimeQueue.isEmpty, now >= a.nextRuntimeRound else { return }
-        a.nextRuntimeRound = now + rng.millis(50...250)
+        // The real loop wakes on every change under vms/ or after 250 ms; rounds here
+        // are 150–350 ms apart (a debug build cannot afford more, and reads coalesce).
+        a.nextRuntimeRound = now + rng.millis(150...350)
         var actions: [HostReconciler.Action] = []
         for (v, fenced) in a.exits {
             let name = store.vmNames[v]

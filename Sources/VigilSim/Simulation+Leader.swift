@@ -33,7 +33,8 @@ extension Simulation {
     /// One ControllerRunner round: a consistent snapshot in, effects queued.
     mutating func controllerRound(_ h: Int) {
         guard var l = hosts[h].agent?.leader, l.queue.isEmpty, now >= l.nextRound else { return }
-        l.nextRound = now + rng.millis(100...500)
+        // ControllerRunner reads at the latest every 500 ms, sooner on a watch event.
+        l.nextRound = now + rng.millis(200...600)
         guard hosts[h].reachable else { hosts[h].agent!.leader = l; return }  // the read fails; try again
         let alive = store.aliveSet
         var effects: [ClusterController.Effect] = []

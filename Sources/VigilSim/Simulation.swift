@@ -45,6 +45,8 @@ public struct Simulation {
     var firstViolationStep: Int?
     var reportedViolations = 0
     var settledAfter: Int?
+    /// Instances with a death time, not yet reaped: (host, VM).
+    var dying: [(host: Int, vm: Int)] = []
 
     public init(config: SimConfig) {
         self.config = config
@@ -116,6 +118,7 @@ public struct Simulation {
         guard var i = hosts[h].instances[v], i.dieAt == nil else { return }
         i.dieAt = max(at, i.startedAt); i.fenced = fenced
         hosts[h].instances[v] = i
+        dying.append((h, v))
         trace("\(fenced ? "fence" : "kill") \(store.vmNames[v]) on \(hosts[h].name) at \(i.dieAt!): \(why)")
         count(fenced ? "fence" : "kill")
         if i.dieAt! <= now { reap(h, v) }
@@ -130,9 +133,13 @@ public struct Simulation {
     }
 
     mutating func reapDead() {
-        for h in hosts.indices {
-            for v in hosts[h].instances.keys.sorted() where (hosts[h].instances[v]!.dieAt.map { $0 <= now } ?? false) { reap(h, v) }
+        guard !dying.isEmpty else { return }
+        var still: [(host: Int, vm: Int)] = []
+        for (h, v) in dying {
+            guard let d = hosts[h].instances[v]?.dieAt else { continue }
+            if d <= now { reap(h, v) } else { still.append((h, v)) }
         }
+        dying = still
     }
 
     /// Every 200 ms each guest writes its counter on; half the time it flushes, and the
