@@ -45,6 +45,9 @@ public struct SimConfig: Sendable {
         case disabled
     }
 
+    /// Takeover writes also require the lost node's alive key absent (`TakeoverGuard`,
+    /// as ControllerRunner does); off shows the race it closes.
+    public var takeoverGuard = true
     /// Print every trace line that contains this text (debugging a seed: a VM or node name).
     public var echo: String?
 

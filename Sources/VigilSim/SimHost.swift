@@ -92,6 +92,7 @@ struct SimLeader {
     var lastAliveVersion = -1
     var lastVMsVersion = -1
     var lastAlive: Set<NodeName> = []
-    var queue: [(due: Duration, effect: ClusterController.Effect)] = []
+    /// Effects to carry out, each with the node whose alive key its write requires absent.
+    var queue: [(due: Duration, effect: ClusterController.Effect, mustBeDown: Int?)] = []
     var nextRound: Duration
 }

@@ -123,10 +123,11 @@ struct SimStore {
     enum PlacementWrite: Equatable { case written(old: Placement?), revisionChanged, notLeader }
 
     /// ControllerRunner's txn: the leader key still ours, the placement's mod revision
-    /// still `expected`, the spec present; then put.
-    mutating func writePlacement(_ vm: VMName, _ p: Placement, expected: Int64, leaderLease: Int64) -> PlacementWrite {
+    /// still `expected`, the spec present, `alive/<mustBeDown>` absent; then put.
+    mutating func writePlacement(_ vm: VMName, _ p: Placement, expected: Int64, leaderLease: Int64, mustBeDown: Int? = nil) -> PlacementWrite {
         guard isLeader(leaderLease) else { return .notLeader }
         guard var r = records[vm], r.placementRevision == expected else { return .revisionChanged }
+        if let n = mustBeDown, alive[n] != nil { return .revisionChanged }
         let old = r.placement
         revision += 1
         r.placement = p; r.placementRevision = revision

@@ -3,7 +3,8 @@ import VigilCore
 /// Leadership as LeaderElectionService and ControllerRunner do it: campaign for the
 /// `leader` key with the node's lease; while holding it, read a snapshot, feed the
 /// controller, and carry out its effects one by one — each write conditional on still
-/// holding the leader key. Effects take time, so a round can be cut short.
+/// holding the leader key (and a takeover on the lost node still being down, see
+/// `TakeoverGuard`). Effects take time, so a round can be cut short.
 extension Simulation {
     mutating func leadership(_ h: Int) {
         guard var a = hosts[h].agent else { return }
@@ -54,7 +55,12 @@ extension Simulation {
         let slow = hosts[h].slowUntil != nil
         for e in effects {
             due += slow ? rng.millis(20...400) : (rng.chance(0.01) ? rng.millis(50...500) : rng.millis(0...3))
-            l.queue.append((due, e))
+            var down: Int?
+            if config.takeoverGuard, case let .writePlacement(vm, p, _, _) = e {
+                down = TakeoverGuard.mustStillBeDown(from: l.controller.vms[vm]?.placement, to: p, alive: l.controller.alive)
+                    .flatMap { store.nodeIndex[$0] }
+            }
+            l.queue.append((due, e, down))
         }
         hosts[h].agent!.leader = l
     }
@@ -76,7 +82,7 @@ extension Simulation {
             case .trimEvents:
                 break
             case let .writePlacement(vm, p, expected, event):
-                switch store.writePlacement(vm, p, expected: expected, leaderLease: l.lease) {
+                switch store.writePlacement(vm, p, expected: expected, leaderLease: l.lease, mustBeDown: first.mustBeDown) {
                 case let .written(old):
                     checker.placementChanged(vm, at: now, from: old, to: p)
                     trace("\(hosts[h].name) wrote \(vm) (\(event?.kind.rawValue ?? "-")): \(p.phase) on \(p.node?.rawValue ?? "-") epoch \(p.epoch)\(p.reason.map { " (\($0.prefix(60)))" } ?? "")")
