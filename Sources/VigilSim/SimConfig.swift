@@ -11,7 +11,7 @@ public struct SimConfig: Sendable {
     /// Steps without faults first, so every VM is placed and running.
     public var warmupSteps = 200
     /// Steps with random faults.
-    public var faultSteps = 2400
+    public var faultSteps = 2000
     /// After the faults stop and everything heals: the most steps the cluster gets to
     /// settle (convergence is checked from `settleMinSteps` on; the run ends when it holds).
     public var settleMaxSteps = 1600
