@@ -25,6 +25,9 @@ let package = Package(
     targets: [
         // Pure models and state machines: no I/O, no wall clock, no randomness.
         .target(name: "VigilCore"),
+        // Deterministic simulator: VigilCore's real state machines for many nodes, a model of
+        // etcd, fencing and faults, one seed. Used by the tests and the benchmark.
+        .target(name: "VigilSim", dependencies: ["VigilCore"]),
         // Virtual disk formats (raw, VHDX): file I/O only, no cluster knowledge.
         .target(name: "VigilDisk"),
         // etcd v3 client over its JSON gateway, sessions, election.
@@ -108,6 +111,7 @@ let package = Package(
         .target(name: "VigilTestKit", dependencies: ["VigilCore"], path: "Tests/VigilTestKit"),
         .testTarget(name: "VigilCoreTests", dependencies: ["VigilCore"]),
         .testTarget(name: "VigilDiskTests", dependencies: ["VigilDisk"]),
+        .testTarget(name: "VigilSimTests", dependencies: ["VigilSim"]),
         .testTarget(name: "VigilQEMUTests", dependencies: ["VigilQEMU", "VigilTestKit"]),
         .testTarget(name: "VigilHeartbeatTests", dependencies: ["VigilHeartbeat", "VigilTestKit"]),
         .testTarget(name: "VigilStoreTests", dependencies: ["VigilStore", "VigilTestKit"]),

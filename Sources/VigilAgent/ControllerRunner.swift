@@ -45,7 +45,7 @@ struct ControllerRunner: AgentPart {
                 }
                 lastNodes = nodes; lastAlive = alive; lastVMs = vms
                 effects += controller.handle(.tick(now: clock.now - origin, wallMillis: Self.wallMillis()))
-                try await execute(effects)
+                try await execute(effects, decidedOn: controller)
             } catch let e as EtcdError where e.code == .compareFailed {
                 logger.warning("lost the leader key; stepping down")
                 return
@@ -78,7 +78,8 @@ struct ControllerRunner: AgentPart {
         try await events.record(event, onlyIf: stillLeader)
     }
 
-    func execute(_ effects: [ClusterController.Effect]) async throws {
+    /// `view`: the controller as it decided (its snapshot of `vms/` and `alive/`).
+    func execute(_ effects: [ClusterController.Effect], decidedOn view: ClusterController) async throws {
         for effect in effects {
             switch effect {
             case let .record(event):
@@ -89,10 +90,14 @@ struct ControllerRunner: AgentPart {
                 try await events.trim(keep: keep)
             case let .writePlacement(vm, placement, expected, event):
                 let key = keys.vmPlacement(vm)
-                let r = try await etcd.txn(stillLeader + [.modRevision(key, equals: expected), .present(keys.vmSpec(vm))],
-                                           then: [try .putJSON(key, placement)], orElse: [.get(key: keys.leader)])
+                var compares = stillLeader + [.modRevision(key, equals: expected), .present(keys.vmSpec(vm))]
+                if let down = TakeoverGuard.mustStillBeDown(from: view.vms[vm]?.placement, to: placement, alive: view.alive) {
+                    compares.append(.absent(keys.alive(down)))
+                }
+                let r = try await etcd.txn(compares, then: [try .putJSON(key, placement)], orElse: [.get(key: keys.leader)])
                 if !r.succeeded {
-                    // Either the VM changed under us (next round re-reads) or we no longer lead.
+                    // The VM changed under us, or the node it was taken from is back (next round
+                    // re-reads), or we no longer lead.
                     if r.ranges.first?.first?.lease != lease { throw EtcdError(.compareFailed, "leader key is no longer ours") }
                     logger.debug("placement changed concurrently; re-reading", metadata: ["vigil.vm": "\(vm)"])
                 } else if let event {

@@ -59,7 +59,12 @@ extension ClusterController {
     /// Back to the home node once it has been up for the failback delay and has room.
     private func failback(_ vm: VMRecord, _ p: Placement, owner: NodeName, nodes: [PlacementPlanner.NodeView],
                           used: [NodeName: (cpus: Int, memoryMiB: Int, groups: Set<String>)]) -> Effect? {
+        // Only once the owner reports it running at this epoch: a node that just rejoined
+        // starts its VMs one by one from one read, and the home node starts as soon as
+        // the owner's report stops saying it runs (HostReconciler) — an owner with a start
+        // still on its way has said nothing yet.
         guard vm.spec.failback == true, let home = p.home, home != owner,
+              let rt = vm.runtime, rt.node == owner, rt.epoch == p.epoch, rt.state == .running,
               let view = nodes.first(where: { $0.name == home }), view.eligible,
               let since = joinedAt[home], now - since >= settings.failbackDelay,
               case .node = PlacementPlanner.choose(vm.spec, nodes: [view], used: used)

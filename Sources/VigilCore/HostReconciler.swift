@@ -3,7 +3,8 @@
 /// saw happen to its processes. The shell (`HostRuntimeService`) carries out the actions.
 ///
 /// Rules:
-/// - run every VM placed here (phase `placed`, this node) whose spec wants it running;
+/// - run every VM placed here (phase `placed`, this node) whose spec wants it running,
+///   once no other node reports running it at an older epoch;
 /// - a VM that should stop gets an ACPI power-down, then a kill after its grace period;
 /// - a local QEMU for a VM that is no longer placed here (deleted, moved) is killed at once;
 /// - a QEMU that dies on its own is restarted here (local restart policy), at most
@@ -153,6 +154,12 @@ public struct HostReconciler: Sendable {
                 if l.running { local[vm] = l; actions += report(vm, .running); continue }  // re-reported after a new lease
                 if l.starting || l.gaveUp { local[vm] = l; continue }
                 if let at = l.nextStartAt, now < at { local[vm] = l; continue }
+                // A move between live nodes (failback): the old owner kills its QEMU when it
+                // sees the new placement; start only once its report says that QEMU is gone
+                // (a report is bound to its node's lease, so a dead owner's report vanishes).
+                if let rt = r.runtime, rt.node != me, rt.epoch < epoch, rt.state != .stopped, rt.state != .crashed {
+                    local[vm] = l; continue
+                }
                 l.starting = true; l.epoch = epoch; l.stopAsked = nil; l.killAsked = false; l.nextStartAt = nil
                 local[vm] = l
                 actions += report(vm, .starting)

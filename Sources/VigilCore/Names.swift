@@ -62,15 +62,30 @@ public struct ClusterName: CheckedName {
 }
 
 extension String {
-    /// Natural order ("n2" < "n10") without Foundation.
+    /// Natural order ("n2" < "n10") without Foundation: names that differ only in a
+    /// trailing number compare by that number, anything else by its characters.
+    /// Works on the UTF-8 bytes without allocating: the leader sorts every VM by name on
+    /// every round, and a debug build spent most of the simulator's time here.
     func localizedStandardCompare(_ other: String) -> Bool {
-        func split(_ s: String) -> (String, Int?) {
-            let digits = s.reversed().prefix { $0.isNumber }
-            guard !digits.isEmpty else { return (s, nil) }
-            return (String(s.dropLast(digits.count)), Int(String(digits.reversed())))
+        /// The bytes before a trailing run of ASCII digits, and its value (nil: no run,
+        /// or too long for an Int — then the plain order decides, as before).
+        func split(_ s: String) -> (Substring.UTF8View, Int?) {
+            let u = s.utf8
+            var i = u.endIndex, value = 0, scale = 1, count = 0
+            while i > u.startIndex {
+                let j = u.index(before: i)
+                let c = u[j]
+                guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") else { break }
+                count += 1
+                if count > 18 { return (s[...].utf8, nil) }
+                value += Int(c - UInt8(ascii: "0")) * scale
+                scale *= 10
+                i = j
+            }
+            return count == 0 ? (s[...].utf8, nil) : (s[..<i].utf8, value)
         }
         let (a, an) = split(self), (b, bn) = split(other)
-        if a == b, let an, let bn { return an < bn }
+        if let an, let bn, a.elementsEqual(b) { return an < bn }
         return self < other
     }
 }

@@ -10,7 +10,14 @@ public enum HAPriority: String, Codable, Sendable, CaseIterable, Comparable {
     case high, medium, low, off
     public static func < (a: Self, b: Self) -> Bool { a.rank < b.rank }
     /// Lower runs first.
-    public var rank: Int { [.high: 0, .medium: 1, .low: 2, .off: 3][self]! }
+    public var rank: Int {
+        switch self {
+        case .high: 0
+        case .medium: 1
+        case .low: 2
+        case .off: 3
+        }
+    }
 }
 
 public enum PowerState: String, Codable, Sendable {

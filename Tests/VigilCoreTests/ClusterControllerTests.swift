@@ -62,3 +62,12 @@ extension ClusterControllerTests {
         #expect(effects.contains(.writeMembership([n2, n3])))
     }
 }
+
+struct NaturalOrderTests {
+    @Test func namesWithTheSamePrefixCompareByTheirTrailingNumber() {
+        let sorted = ["vm10", "vm2", "vm1", "n10", "n9", "a", "vm", "vm-2", "b1c", "b1b", "x99999999999999999999", "x2"]
+            .map { VMName(unchecked: $0) }.sorted().map(\.rawValue)
+        #expect(sorted == ["a", "b1b", "b1c", "n9", "n10", "vm", "vm-2", "vm1", "vm2", "vm10", "x2", "x99999999999999999999"])
+        #expect(!(VMName(unchecked: "vm7") < VMName(unchecked: "vm7")))
+    }
+}

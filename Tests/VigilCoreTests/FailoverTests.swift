@@ -95,8 +95,12 @@ struct FailoverTests {
 
     @Test func failbackWaitsForTheHomeNodeToBeUpLongEnough() {
         var c = controller(alive: [n2, n3])
-        _ = c.handle(snapshot([(vm("a", failback: true), on(n2, epoch: 5, home: n1)),
-                               (vm("b"), on(n2, epoch: 5, home: n1))]))
+        // The owner reports both running at their epoch (failback waits for that).
+        let running = VMRuntime(node: n2, epoch: 5, state: .running, pid: 1, accel: "tcg", restarts: 0)
+        _ = c.handle(.vmsChanged(Dictionary(uniqueKeysWithValues: [(vm("a", failback: true), on(n2, epoch: 5, home: n1)),
+                                                                   (vm("b"), on(n2, epoch: 5, home: n1))].map {
+            ($0.0.name, VMRecord(spec: $0.0, placement: $0.1, placementRevision: 7, runtime: running))
+        })))
         _ = c.handle(.tick(now: .seconds(1)))
         #expect(writes(c.handle(.aliveChanged([n1, n2, n3]))).isEmpty, "home just returned")
         #expect(writes(c.handle(.tick(now: .seconds(30)))).isEmpty, "29 s up: still waiting")

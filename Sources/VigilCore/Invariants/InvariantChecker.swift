@@ -26,10 +26,10 @@ public struct InvariantChecker: Sendable {
 
     /// (1) One instance: at most one running QEMU per VM in every sample.
     public mutating func sample(at t: Duration, running: [VMName: [NodeName]]) {
-        for (vm, nodes) in running.sorted(by: { $0.key < $1.key }) {
-            if nodes.count > 1 {
-                violations.append(Violation(invariant: 1, at: t, message: "\(vm) runs on \(nodes.sorted().map(\.rawValue).joined(separator: " and ")) at once"))
-            }
+        // Visit in any order (the simulator samples 500 VMs thousands of times), report in VM order.
+        var twice: [VMName] = []
+        for (vm, nodes) in running {
+            if nodes.count > 1 { twice.append(vm) }
             for n in nodes {
                 var list = stints[vm] ?? []
                 if let i = list.lastIndex(where: { $0.node == n }), i == list.count - 1 || list[i].to == lastSample {
@@ -40,7 +40,31 @@ public struct InvariantChecker: Sendable {
                 stints[vm] = list
             }
         }
+        for vm in twice.sorted() {
+            violations.append(Violation(invariant: 1, at: t, message: "\(vm) runs on \(running[vm]!.sorted().map(\.rawValue).joined(separator: " and ")) at once"))
+        }
         lastSample = t
+    }
+
+    /// (1) Ownership: a VM's placement epoch never goes back, and a change of owner node
+    /// comes with a higher epoch (the epoch is the fencing token).
+    public mutating func placementChanged(_ vm: VMName, at t: Duration, from old: Placement?, to new: Placement) {
+        guard let old else { return }
+        if new.epoch < old.epoch {
+            violations.append(Violation(invariant: 1, at: t, message: "\(vm)'s placement epoch went back from \(old.epoch) to \(new.epoch)"))
+        } else if new.phase == .placed, new.node != old.node, new.epoch == old.epoch {
+            violations.append(Violation(invariant: 1, at: t, message: "\(vm) moved from \(old.node?.rawValue ?? "-") to \(new.node?.rawValue ?? "-") without a new epoch (\(new.epoch))"))
+        }
+    }
+
+    /// (2) Fence before takeover, at its root: when a node's lease expires at etcd — from
+    /// that moment its VMs may be restarted elsewhere — no VM it ran under that lease may
+    /// still be running. `stillRunning`: those VMs, with when each died (nil: still alive).
+    public mutating func leaseExpired(node: NodeName, at t: Duration, stillRunning: [(VMName, diedAt: Duration?)]) {
+        for (vm, died) in stillRunning.sorted(by: { $0.0 < $1.0 }) where died.map({ $0 > t }) ?? true {
+            let when = died.map { "until \($0)" } ?? "on"
+            violations.append(Violation(invariant: 2, at: t, message: "\(node)'s lease expired at etcd at \(t) while \(vm) still ran there (\(when)): it was not fenced by its deadline"))
+        }
     }
 
     /// (3) No lost acknowledged write: a guest's start counter (where it resumed after a
@@ -63,13 +87,21 @@ public struct InvariantChecker: Sendable {
     }
 
     /// (4) Nothing silently dropped: each of `vms` runs on a live node at the end, or is
-    /// pending with a reason.
+    /// pending with a reason, or was marked failed by the failover policy with an event.
+    /// `failedWithEvent`: VMs the failover policy gave up on, with a `vm.failed` event in
+    /// the log; a `failed` placement counts as visible only for these.
     public mutating func checkNothingDropped(_ vms: [VMName], at t: Duration, running: [VMName: [NodeName]], alive: Set<NodeName>,
                                              placements: [VMName: Placement]) {
+        checkNothingDropped(vms, at: t, running: running, alive: alive, placements: placements, failedWithEvent: [])
+    }
+
+    public mutating func checkNothingDropped(_ vms: [VMName], at t: Duration, running: [VMName: [NodeName]], alive: Set<NodeName>,
+                                             placements: [VMName: Placement], failedWithEvent: Set<VMName>) {
         for vm in vms.sorted() {
             let live = (running[vm] ?? []).filter(alive.contains)
             if live.count == 1 { continue }
             if let p = placements[vm], p.phase == .pending, let r = p.reason, !r.isEmpty { continue }
+            if let p = placements[vm], p.phase == .failed, p.reason != nil, failedWithEvent.contains(vm) { continue }
             violations.append(Violation(invariant: 4, at: t, message: "\(vm) neither runs on a live node (\(live)) nor is pending with a reason (placement: \(placements[vm].map { "\($0.phase) on \($0.node?.rawValue ?? "-")" } ?? "none"))"))
         }
     }
