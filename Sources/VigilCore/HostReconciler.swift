@@ -59,6 +59,10 @@ public struct HostReconciler: Sendable {
     public let settings: Settings
     var local: [VMName: Local] = [:]
     var reported: [VMName: VMRuntime] = [:]
+    /// VMs fencing killed whose "running" report may still stand (written while the lease
+    /// could not be used): corrected to `stopped` once the lease is usable again, or a
+    /// failback to another node would wait on it for ever.
+    var fencedReports: [VMName: Int64] = [:]
 
     public init(me: NodeName, accel: String, settings: Settings = Settings()) {
         self.me = me; self.accel = accel; self.settings = settings
@@ -106,8 +110,9 @@ public struct HostReconciler: Sendable {
             return crashed(vm, message: "QEMU exited unexpectedly (\(status))", now: now)
 
         case let .fenced(vm, _):
-            guard local.removeValue(forKey: vm) != nil else { return [] }
+            guard let l = local.removeValue(forKey: vm) else { return [] }
             reported[vm] = nil
+            fencedReports[vm] = l.epoch
             return [.record(ClusterEvent(kind: .vmFenced, severity: .error, reporter: me, node: me, vm: vm.rawValue,
                                          message: "\(vm) killed on \(me) by fencing: no lease renewal acknowledged before the fence deadline"))]
 
@@ -137,6 +142,14 @@ public struct HostReconciler: Sendable {
 
     mutating func reconcile(_ vms: [VMName: VMRecord], now: Duration) -> [Action] {
         var actions: [Action] = []
+        for (vm, epoch) in fencedReports.sorted(by: { $0.key < $1.key }) {
+            if let rt = vms[vm]?.runtime, rt.node == me, rt.epoch <= epoch, rt.state != .stopped, rt.state != .crashed, local[vm] == nil {
+                actions.append(.report(vm, VMRuntime(node: me, epoch: epoch, state: .stopped, pid: nil, accel: accel, restarts: 0,
+                                                     message: "killed by fencing")))
+            } else {
+                fencedReports[vm] = nil
+            }
+        }
         // Local QEMUs that must not run here any more.
         for (vm, l) in local where l.running && !l.killAsked {
             guard let r = vms[vm], r.placement?.node == me, r.placement?.phase == .placed else {

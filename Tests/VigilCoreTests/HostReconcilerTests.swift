@@ -82,4 +82,19 @@ struct HostReconcilerTests {
         #expect(kinds(r.handle(.started(vm, pid: 7, epoch: 3, adopted: true, now: .zero))) == ["event:vm.adopted", "report:running"])
         #expect(kinds(r.handle(.snapshot(snapshot(epoch: 3), now: .seconds(1)))).isEmpty, "already running: no start")
     }
+
+    @Test func aFencedVMIsNotACrashAndItsStaleRunningReportIsCorrected() {
+        var r = running()
+        #expect(kinds(r.handle(.fenced(vm, now: .seconds(1)))) == ["event:vm.fenced"])
+        #expect(r.runningHere.isEmpty)
+        // Lease usable again, the VM failed back to another node meanwhile, and our old
+        // "running" report still stands: it is corrected to stopped, until it reads so.
+        var moved = snapshot(node: other, epoch: 2)
+        moved[vm]!.runtime = VMRuntime(node: me, epoch: 1, state: .running, pid: 42, accel: "tcg", restarts: 0)
+        #expect(kinds(r.handle(.snapshot(moved, now: .seconds(2)))) == ["report:stopped"])
+        moved[vm]!.runtime!.state = .stopped
+        #expect(kinds(r.handle(.snapshot(moved, now: .seconds(3)))).isEmpty)
+        moved[vm]!.runtime!.state = .running
+        #expect(kinds(r.handle(.snapshot(moved, now: .seconds(4)))).isEmpty, "corrected once; later reports are not ours to undo")
+    }
 }
