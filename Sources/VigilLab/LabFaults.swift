@@ -166,5 +166,13 @@ extension Lab {
         var pids = LabProcess.allCases.compactMap { pid(host: host, process: $0) }
         if let ns = namespace(host) { pids += LabDaemons.namespacePids(ns) }
         LabDaemons.killAndWait(pids)
+        // A QEMU that vigild was forking as it died is not in the first list: look again
+        // until the namespace is empty (a dead host runs nothing).
+        guard let ns = namespace(host) else { return }
+        for _ in 0..<20 {
+            let left = LabDaemons.namespacePids(ns)
+            if left.isEmpty { return }
+            LabDaemons.killAndWait(left)
+        }
     }
 }
