@@ -16,6 +16,10 @@ public struct HostRuntimeService: Service, AgentPart {
     let logger: Logger
     /// The longest a round waits when nothing changed (a watch wakes it at once; QEMU exits are polled).
     let every: Duration = .milliseconds(250)
+    /// The local QEMUs; shared with the migration service (which drives the source's QMP).
+    let table = ProcessTable()
+    /// VMs arriving by live migration: hidden from the reconciler until they are ours, then adopted.
+    public let incoming = MigrationHandoff()
 
     public init(context: AgentContext, accel: QEMUCommand.Accelerator, binary: QEMUBinary, logger: Logger) {
         self.context = context; self.accel = accel; self.binary = binary; self.logger = logger
@@ -24,7 +28,7 @@ public struct HostRuntimeService: Service, AgentPart {
     var vmsDir: String { config.stateDir + "/vms" }
 
     public func run() async throws {
-        let table = ProcessTable()
+        let table = self.table
         try? await cancelWhenGracefulShutdown {
             await StoreWakeup.watching(self.etcd, prefix: self.keys.vmsPrefix) { wakeup in await self.loop(table, wakeup) }
         }
@@ -50,7 +54,13 @@ public struct HostRuntimeService: Service, AgentPart {
             if current != lease { reconciler.forgetReports(); lease = current }
             if current != nil {
                 do {
-                    let snapshot = try await VMSnapshot.read(etcd, keys: keys)
+                    var snapshot = try await VMSnapshot.read(etcd, keys: keys)
+                    let (hidden, arrived) = incoming.take(seeing: snapshot, me: config.node)
+                    for (vm, p, epoch) in arrived {
+                        await table.add(vm, p)
+                        for a in reconciler.handle(.migratedIn(vm, pid: p.pid, epoch: epoch, now: now)) { await perform(a, table, &reconciler, origin: origin) }
+                    }
+                    for vm in hidden { snapshot[vm] = nil }
                     for a in reconciler.handle(.snapshot(snapshot, now: now)) { await perform(a, table, &reconciler, origin: origin) }
                 } catch {
                     logger.debug("runtime could not read the store", metadata: ["error": "\(error)"])
@@ -94,7 +104,9 @@ public struct HostRuntimeService: Service, AgentPart {
 
     func vmDir(_ vm: VMName) -> String { vmsDir + "/" + vm.rawValue }
 
-    func launch(_ spec: VMSpec, epoch: Int64) async throws -> QEMUProcess {
+    /// With `incoming` (`tcp:ADDR:PORT`): a live migration's destination, started paused (`-S`)
+    /// so the guest runs only once this node owns it.
+    func launch(_ spec: VMSpec, epoch: Int64, incoming: String? = nil) async throws -> QEMUProcess {
         guard let kernel = config.guestKernel, let initrd = config.guestInitrd else {
             throw QEMUError(.exitedEarly, "no guest kernel/initrd configured (config field 'guest')", vm: spec.name.rawValue)
         }
@@ -115,7 +127,8 @@ public struct HostRuntimeService: Service, AgentPart {
             name: spec.name.rawValue, cpus: spec.cpus, memoryMiB: spec.memoryMiB, accelerator: accel,
             kernel: kernel, initrd: initrd, append: append,
             disks: spec.disks.map { .file(config.storageDir + "/" + $0.file) }, nic: nic,
-            qmpSocket: dir + "/qmp.sock", serialLog: dir + "/serial.log", pidfile: dir + "/qemu.pid")
+            qmpSocket: dir + "/qmp.sock", serialLog: dir + "/serial.log", pidfile: dir + "/qemu.pid",
+            incoming: incoming, extraArguments: incoming == nil ? [] : ["-S"])
         return try await QEMUProcess.launch(command, binary: binary, outputLog: dir + "/qemu.log", logger: logger)
     }
 
