@@ -90,6 +90,8 @@ public struct HostRuntimeService: Service, AgentPart {
             logger.info("powering down (ACPI)", metadata: ["vigil.vm": "\(vm)"])
             try? await table.process(vm)?.qmp.systemPowerdown()
         case let .kill(vm, reason):
+            // A migration's source QEMU is ended by the migration service once it has its final figures.
+            if incoming.isOutgoing(vm) { logger.info("leaving the migrated-away QEMU to the migration", metadata: ["vigil.vm": "\(vm)"]); return }
             logger.warning("killing QEMU", metadata: ["vigil.vm": "\(vm)", "vigil.reason": "\(reason)"])
             if let p = await table.process(vm) { _ = try? await p.kill(.sigkill, timeout: .seconds(5)) }
         case let .report(vm, runtime):

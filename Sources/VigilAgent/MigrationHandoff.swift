@@ -14,6 +14,8 @@ public final class MigrationHandoff: Sendable {
         case switched(QEMUProcess, epoch: Int64)
     }
     private let entries = Mutex<[VMName: Entry]>([:])
+    /// VMs this node is migrating away: their QEMU is the migration's to end.
+    private let outgoing = Mutex<Set<VMName>>([])
 
     public init() {}
 
@@ -23,6 +25,10 @@ public final class MigrationHandoff: Sendable {
     func switching(_ vm: VMName, _ p: QEMUProcess, epoch: Int64) { entries.withLock { $0[vm] = .switched(p, epoch: epoch) } }
     /// The migration ended without this node owning the VM (its QEMU is being killed).
     func abandon(_ vm: VMName) { entries.withLock { $0[vm] = nil } }
+
+    func beginOutgoing(_ vm: VMName) { outgoing.withLock { _ = $0.insert(vm) } }
+    func endOutgoing(_ vm: VMName) { outgoing.withLock { _ = $0.remove(vm) } }
+    func isOutgoing(_ vm: VMName) -> Bool { outgoing.withLock { $0.contains(vm) } }
 
     public var pending: Set<VMName> { entries.withLock { Set($0.keys) } }
 

@@ -124,7 +124,13 @@ public struct MigrationService: Service, AgentPart {
             // Wait until the incoming state is complete (QEMU paused after `inmigrate`), or the migration ends otherwise.
             var lastLook = ContinuousClock.now
             while true {
-                if !p.isAlive { await cleanUp(failing: await stillActive(m) ? "the destination QEMU exited during the migration (\(Self.tail(runtime.vmDir(vm) + "/qemu.log")))" : nil); return }
+                if !p.isAlive {
+                    // The source knows better why (a cancel makes this QEMU exit): give it a moment to say so.
+                    var active = await stillActive(m)
+                    for _ in 0..<20 where active { try? await Task.sleep(for: .milliseconds(100)); active = await stillActive(m) }
+                    await cleanUp(failing: active ? "the destination QEMU exited during the migration (\(Self.tail(runtime.vmDir(vm) + "/qemu.log")))" : nil)
+                    return
+                }
                 if let s = try? await p.qmp.queryStatus(), s.runState == .paused || s.running { break }
                 if ContinuousClock.now - lastLook >= .milliseconds(200) {
                     lastLook = .now
@@ -150,8 +156,10 @@ public struct MigrationService: Service, AgentPart {
                 // The source took the VM back (or the placement changed otherwise): this copy must never run.
                 await cleanUp(failing: "the placement of \(vm) changed before the switch-over (the source kept it)"); return
             }
+            let t1 = ContinuousClock.now
             try await p.qmp.cont()
             let switchMs = (ContinuousClock.now - t0).milliseconds
+            logger.info("ownership switched and guest resumed", metadata: ["vigil.vm": "\(vm)", "vigil.txn_ms": "\((t1 - t0).milliseconds)", "vigil.cont_ms": "\((ContinuousClock.now - t1).milliseconds)"])
             try? await store.update(vm) { r in
                 guard r.id == m.id else { return nil }
                 var n = r; n.switchoverMs = switchMs; return n
@@ -197,8 +205,25 @@ public struct MigrationService: Service, AgentPart {
     }
 
     func source(_ m: MigrationRecord) async {
+        guard let p = await runtime.table.process(m.vm), p.isAlive else {
+            if let f = await move(m, to: .failed, reason: "no QEMU of \(m.vm) runs on \(config.node)") {
+                await record(.migrationFailed, .warning, f, "migration of \(m.vm) failed: \(f.reason ?? "")")
+            }
+            return
+        }
+        runtime.incoming.beginOutgoing(m.vm)
+        await sendAndSwitch(m, p)
+        runtime.incoming.endOutgoing(m.vm)
+        // Moved away: end the source QEMU (QMP quit; the runtime then sees the exit it asked for).
+        if let pl = try? await etcd.get(keys.vmPlacement(m.vm))?.decode(Placement.self), pl.node != config.node, p.isAlive {
+            try? await p.qmp.quit()
+            if (try? await p.kill(.sigkill, timeout: .seconds(3))) == nil { logger.warning("source QEMU did not end", metadata: ["vigil.vm": "\(m.vm)"]) }
+        }
+    }
+
+    func sendAndSwitch(_ m: MigrationRecord, _ p: QEMUProcess) async {
         let vm = m.vm
-        guard let p = await runtime.table.process(vm), p.isAlive else {
+        guard p.isAlive else {
             if let f = await move(m, to: .failed, reason: "no QEMU of \(vm) runs on \(config.node)") {
                 await record(.migrationFailed, .warning, f, "migration of \(vm) failed: \(f.reason ?? "")")
             }
@@ -268,6 +293,8 @@ public struct MigrationService: Service, AgentPart {
                         try? await p.qmp.execute("migrate-set-parameters", arguments: ["downtime-limit": .int(Int64(ms))])
                     case let .cancel(reason):
                         cancelReason = reason
+                        // Say so first: the destination QEMU exits when the source cancels, and must not read that as a failure.
+                        await move(m, to: .cancelling, reason: reason)
                         try? await p.qmp.migrateCancel()
                     }
                 }
@@ -304,7 +331,14 @@ public struct MigrationService: Service, AgentPart {
         let deadline = ContinuousClock.now + switchWait
         while true {
             if let kv = try? await etcd.get(keys.vmPlacement(vm)), let pl = try? kv.decode(Placement.self) {
-                if pl.node == m.destination && pl.epoch > m.sourceEpoch { return }  // switched: the runtime kills our QEMU
+                if pl.node == m.destination && pl.epoch > m.sourceEpoch {
+                    // Switched. QEMU's own figures (downtime) come from the source, which still answers QMP.
+                    if let raw = try? await p.qmp.execute("query-migrate") {
+                        let final = Self.progress(raw)
+                        try? await store.update(vm) { r in guard r.id == m.id else { return nil }; var n = r; n.progress = final; return n }
+                    }
+                    return
+                }
                 if kv.modRevision != m.placementRevision {
                     // Someone else changed the placement: if it is still ours, our guest must run.
                     if pl.node == config.node { try? await p.qmp.cont() }

@@ -1,4 +1,4 @@
 /// The benchmarks `vigil-bench` knows, in the order they run.
 enum BenchRegistry {
-    static let all: [any Bench] = [VMStartBench(), VHDXBench()]
+    static let all: [any Bench] = [VMStartBench(), VHDXBench(), MigrationBench()]
 }

@@ -26,7 +26,7 @@ struct VMMigrate: AsyncParsableCommand {
             if cancel {
                 let m: MigrationRecord = try await client.send(.DELETE, "/v1/vms/\(vm)/migrate", body: nil)
                 if noWait { if options.json { Output.printJSON(m) } else { print("cancelling \(vm)'s migration to \(m.destination)") }; return }
-                try await MigrationWatch.follow(client, vm: vm, id: m.id, json: options.json)
+                try await MigrationWatch.follow(client, vm: vm, id: m.id, json: options.json, success: .cancelled)
                 return
             }
             let req = MigrateRequest(to: to, convergence: noConverge ? false : nil, bandwidthMiBs: bandwidth, downtimeLimitMs: downtime,
@@ -68,10 +68,12 @@ enum MigrationWatch {
         return "  \(m.vm) [\(bar)] \(Int(p.fraction * 100))% \(m.phase.rawValue) pass \(p.passes), \(p.transferredBytes >> 20) MiB sent, \(p.remainingBytes >> 20) MiB left, dirty \(p.dirtyRate >> 20) MiB/s, \(p.bandwidth >> 20) MiB/s\(p.throttlePercent.map { $0 > 1 ? ", throttle \($0)%" : "" } ?? ""), expected downtime \(p.expectedDowntimeMs.map { "\($0) ms" } ?? "?")"
     }
 
-    static func follow(_ client: APIClient, vm: String, id: String, json: Bool, timeout: Duration = .seconds(3600)) async throws {
+    /// Returns when it ends in `success`; exits 1 when it ends otherwise.
+    static func follow(_ client: APIClient, vm: String, id: String, json: Bool, success: MigrationPhase = .done, timeout: Duration = .seconds(3600)) async throws {
         let start = ContinuousClock.now
         var lastPrinted = ""
         var stepsShown = 0
+        var doneAt: ContinuousClock.Instant?
         let tty = isatty(2) == 1
         while true {
             let m: MigrationRecord = try await client.get("/v1/vms/\(vm)/migration")
@@ -87,6 +89,12 @@ enum MigrationWatch {
                 let b = bar(m)
                 if b != lastPrinted { FileHandle.standardError.write(Data((tty ? "\r\u{1B}[K" + b : b + "\n").utf8)); lastPrinted = b }
             }
+            if m.phase == .done, m.progress?.downtimeMs == nil || m.switchoverMs == nil, ContinuousClock.now - (doneAt ?? .now) < .seconds(3) {
+                // The source adds QEMU's downtime, the destination its switch-over time, right after `done`.
+                if doneAt == nil { doneAt = .now }
+                try await Task.sleep(for: .milliseconds(100))
+                continue
+            }
             if m.phase.isFinal {
                 if !json {
                     if tty { FileHandle.standardError.write(Data("\n".utf8)) }
@@ -98,10 +106,7 @@ enum MigrationWatch {
                         print("\(vm) stays on \(m.source): migration \(m.phase.rawValue): \(m.reason ?? "no reason recorded")")
                     }
                 }
-                if m.phase == .done {
-                    // The switch-over time is written right after `done`; give it a moment for the summary.
-                    return
-                }
+                if m.phase == success { return }
                 throw ExitCode(1)
             }
             if ContinuousClock.now - start > timeout { throw ClientError.api(status: 504, code: "timeout", message: "\(vm)'s migration is still \(m.phase.rawValue)") }
