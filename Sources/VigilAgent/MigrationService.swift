@@ -157,12 +157,14 @@ public struct MigrationService: Service, AgentPart {
                 await cleanUp(failing: "the placement of \(vm) changed before the switch-over (the source kept it)"); return
             }
             let t1 = ContinuousClock.now
+            async let resumed = p.qmp.firstEvent("RESUME", since: Date(timeIntervalSinceNow: -1), timeout: .seconds(2))
             try await p.qmp.cont()
             let switchMs = (ContinuousClock.now - t0).milliseconds
             logger.info("ownership switched and guest resumed", metadata: ["vigil.vm": "\(vm)", "vigil.txn_ms": "\((t1 - t0).milliseconds)", "vigil.cont_ms": "\((ContinuousClock.now - t1).milliseconds)"])
+            let resumedAt = await resumed.map { Int64($0.timeIntervalSince1970 * 1_000_000) }
             try? await store.update(vm) { r in
                 guard r.id == m.id else { return nil }
-                var n = r; n.switchoverMs = switchMs; return n
+                var n = r; n.switchoverMs = switchMs; n.resumedAtMicros = resumedAt; return n
             }
             await record(.migrationDone, .info, m, "\(vm) live-migrated from \(m.source) to \(config.node): ownership switched (epoch \(epoch)), guest resumed \(switchMs) ms after its state arrived")
         } catch {
@@ -243,6 +245,8 @@ public struct MigrationService: Service, AgentPart {
             if let (cur, _) = try? await store.read(vm), cur.id == m.id, cur.phase == .cancelling { await confirmCancel(cur) }
             return
         }
+        let migrateStart = Date()
+        async let stopped = p.qmp.firstEvent("STOP", since: migrateStart, timeout: .seconds(m.policy.timeLimitSeconds + 30))
         do { try await p.qmp.migrate(uri: uri) } catch {
             if let f = await move(m, to: .failed, reason: "QMP migrate to \(uri) failed: \(error)") {
                 await record(.migrationFailed, .warning, f, "migration of \(vm) failed: \(f.reason ?? "")")
@@ -315,16 +319,18 @@ public struct MigrationService: Service, AgentPart {
             }
             try? await Task.sleep(for: .milliseconds(100))
         }
-        await switchOver(m, process: p, final: last)
+        let stoppedAt = await stopped.map { Int64($0.timeIntervalSince1970 * 1_000_000) }
+        await switchOver(m, process: p, final: last, stoppedAt: stoppedAt)
     }
 
     /// The source's QEMU sent everything and stopped: wait for the destination's switch, or take the VM back.
-    func switchOver(_ m: MigrationRecord, process p: QEMUProcess, final: MigrationProgress) async {
+    func switchOver(_ m: MigrationRecord, process p: QEMUProcess, final: MigrationProgress, stoppedAt: Int64?) async {
         let vm = m.vm
         let written = try? await store.update(vm) { r in
             guard r.id == m.id else { return nil }
             var n = r.phase == .copying ? (r.moved(to: .switchingOver) ?? r) : r
             n.progress = final
+            n.stoppedAtMicros = stoppedAt
             return n.phase == .switchingOver || n.phase == .done ? n : nil
         }
         logger.info("migration sent; waiting for the ownership switch", metadata: ["vigil.vm": "\(vm)", "vigil.phase": "\(written?.phase.rawValue ?? "?")"])
@@ -335,7 +341,7 @@ public struct MigrationService: Service, AgentPart {
                     // Switched. QEMU's own figures (downtime) come from the source, which still answers QMP.
                     if let raw = try? await p.qmp.execute("query-migrate") {
                         let final = Self.progress(raw)
-                        try? await store.update(vm) { r in guard r.id == m.id else { return nil }; var n = r; n.progress = final; return n }
+                        try? await store.update(vm) { r in guard r.id == m.id else { return nil }; var n = r; n.progress = final; n.stoppedAtMicros = stoppedAt; return n }
                     }
                     return
                 }

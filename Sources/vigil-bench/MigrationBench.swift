@@ -20,6 +20,8 @@ struct MigrationBench: Bench {
         var downtimeMs: Double
         var passes: Double
         var converged: Bool
+        /// The guest's own pause: QEMU's STOP stamp on the source to its RESUME stamp on the destination.
+        var pauseMs: Double = .nan
     }
 
     static let workloads: [(name: String, rate: Int)] = [("idle", 0), ("64M", 64), ("256M", 256)]
@@ -47,7 +49,7 @@ struct MigrationBench: Bench {
             for _ in 0..<runs {
                 let to = at == 1 ? 2 : 1
                 let s = try await vigilMigrate(api, to: "n\(to)")
-                print(String(format: "  vigil  %-5@ n%d→n%d total %.3f s, downtime %.0f ms, passes %.0f%@", w.name as NSString, at, to, s.totalS, s.downtimeMs, s.passes, s.converged ? "" : " (did not converge)"))
+                print(String(format: "  vigil  %-5@ n%d→n%d total %.3f s, downtime %.0f ms, guest pause %.1f ms, passes %.0f%@", w.name as NSString, at, to, s.totalS, s.downtimeMs, s.pauseMs, s.passes, s.converged ? "" : " (did not converge)"))
                 vigil[w.name, default: []].append(s)
                 if s.converged { at = to }
                 try await waitForGuest(lab, from: prober, address: address)
@@ -77,8 +79,8 @@ struct MigrationBench: Bench {
                     let to = LabHost(bare.host.index == 1 ? 2 : 1)
                     let (s, next) = try await bareMigrate(lab, from: bare, to: to, argv: argv, slot: slot, vigilParameters: vigilParameters, logger: logger)
                     slot += 1
-                    print(String(format: "  bare   %-5@ %@ total %.3f s, downtime %.0f ms, passes %.0f%@", w.name as NSString,
-                                 (vigilParameters ? "Vigil's parameters " : "QEMU defaults      ") as NSString, s.totalS, s.downtimeMs, s.passes, s.converged ? "" : " (did not converge in 60 s, cancelled)"))
+                    print(String(format: "  bare   %-5@ %@ total %.3f s, downtime %.0f ms, guest pause %.1f ms, passes %.0f%@", w.name as NSString,
+                                 (vigilParameters ? "Vigil's parameters " : "QEMU defaults      ") as NSString, s.totalS, s.downtimeMs, s.pauseMs, s.passes, s.converged ? "" : " (did not converge in 60 s, cancelled)"))
                     if vigilParameters { same[w.name, default: []].append(s) } else { defaults[w.name, default: []].append(s) }
                     bare = next
                     try await waitForGuest(lab, from: prober, address: address)
@@ -97,6 +99,9 @@ struct MigrationBench: Bench {
                                        ratio: vt / pt, goal: "ratio <= 1.1 (lower is better)", runs: runs))
             records.append(BenchRecord(bench: "migrate.\(w.name)", metric: "downtime_ms", value: vd, peer: "qemu_by_hand_same_params", peerValue: pd,
                                        ratio: vd / max(pd, 1), goal: "ratio <= 1.1 (lower is better); Vigil's includes its switch-over", runs: runs))
+            let vp = med(v, \.pauseMs), pp = med(p, \.pauseMs)
+            records.append(BenchRecord(bench: "migrate.\(w.name)", metric: "guest_pause_ms", value: vp, peer: "qemu_by_hand_same_params", peerValue: pp,
+                                       ratio: vp / max(pp, 1), goal: "ratio <= 1.1 (lower is better); STOP on source to RESUME on destination", runs: runs))
             records.append(BenchRecord(bench: "migrate.\(w.name)", metric: "passes", value: med(v, \.passes), peer: "qemu_by_hand_same_params", peerValue: med(p, \.passes),
                                        ratio: med(v, \.passes) / max(med(p, \.passes), 1), goal: "reported", runs: runs))
             if w.rate > 0 {
@@ -121,9 +126,9 @@ struct MigrationBench: Bench {
             guard r.id == m.id else { throw BenchSkip(reason: "migration replaced") }
             if r.phase == .done, doneAt == nil { doneAt = .now }
             if r.phase.isFinal && r.phase != .done { return Sample(totalS: seconds(ContinuousClock.now - t0), downtimeMs: 0, passes: Double(r.progress?.passes ?? 0), converged: false) }
-            if let doneAt, (r.progress?.downtimeMs != nil && r.switchoverMs != nil) || ContinuousClock.now - doneAt > .seconds(3) {
+            if let doneAt, (r.progress?.downtimeMs != nil && r.switchoverMs != nil && r.guestPauseMs != nil) || ContinuousClock.now - doneAt > .seconds(3) {
                 return Sample(totalS: seconds(doneAt - t0), downtimeMs: Double((r.progress?.downtimeMs ?? 0) + (r.switchoverMs ?? 0)),
-                              passes: Double(r.progress?.passes ?? 0), converged: true)
+                              passes: Double(r.progress?.passes ?? 0), converged: true, pauseMs: r.guestPauseMs ?? .nan)
             }
             try await Task.sleep(for: .milliseconds(10))
         }
@@ -140,13 +145,17 @@ struct MigrationBench: Bench {
             try await source.qmp.execute("migrate-set-parameters", arguments: ["max-bandwidth": .int(1 << 40), "downtime-limit": 300,
                                                                                "cpu-throttle-initial": 1, "cpu-throttle-increment": 1, "max-cpu-throttle": 1])
         }
+        let since = Date()
+        async let stopped = source.qmp.firstEvent("STOP", since: since, timeout: .seconds(65))
+        async let resumed = dest.qmp.firstEvent("RESUME", since: since, timeout: .seconds(65))
         try await source.qmp.migrate(uri: uri)
         let deadline = t0 + .seconds(60)
         while true {
             let info = try await source.qmp.queryMigrate()
             if info.status == .completed {
-                let s = Sample(totalS: seconds(ContinuousClock.now - t0), downtimeMs: Double(info.downtime?.components.seconds ?? 0) * 1000 + Double((info.downtime?.components.attoseconds ?? 0) / 1_000_000_000_000_000),
+                var s = Sample(totalS: seconds(ContinuousClock.now - t0), downtimeMs: Double(info.downtime?.components.seconds ?? 0) * 1000 + Double((info.downtime?.components.attoseconds ?? 0) / 1_000_000_000_000_000),
                                passes: Double(info.dirtySyncCount ?? 0), converged: true)
+                if let a = await stopped, let b = await resumed { s.pauseMs = b.timeIntervalSince(a) * 1000 }
                 source.terminate()
                 return (s, dest)
             }
@@ -181,7 +190,7 @@ struct MigrationBench: Bench {
     }
 
     func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
-    func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s.isEmpty ? .nan : s[s.count / 2] }
+    func median(_ xs: [Double]) -> Double { let s = xs.filter { !$0.isNaN }.sorted(); return s.isEmpty ? .nan : s[s.count / 2] }
 }
 
 /// A QEMU started by hand in a lab host's namespace with Vigil's argv (its own QMP socket,

@@ -18,6 +18,7 @@ struct VMMigrate: AsyncParsableCommand {
     @Option(help: "Downtime limit to aim at first, ms (default 300).") var downtime: Int?
     @Option(help: "Largest downtime limit convergence control may raise to, ms (default 2000).") var maxDowntime: Int?
     @Option(help: "Cancel the migration if it has not completed after this many seconds (default 120).") var timeLimit: Int?
+    @Option(help: "multifd channels (default 0: one stream).") var multifd: Int?
     @Flag(help: "Return once the request is accepted.") var noWait = false
 
     func run() async throws {
@@ -30,7 +31,7 @@ struct VMMigrate: AsyncParsableCommand {
                 return
             }
             let req = MigrateRequest(to: to, convergence: noConverge ? false : nil, bandwidthMiBs: bandwidth, downtimeLimitMs: downtime,
-                                     maxDowntimeMs: maxDowntime, timeLimitSeconds: timeLimit)
+                                     maxDowntimeMs: maxDowntime, timeLimitSeconds: timeLimit, multifdChannels: multifd)
             if let p = req.policy().problem() { throw ValidationError(p) }
             let m: MigrationRecord = try await client.post("/v1/vms/\(vm)/migrate", req)
             if noWait {
@@ -49,6 +50,7 @@ enum MigrationWatch {
         var vm: String, phase: String, source: String, destination: String
         var passes: Int64?, sentMiB: Int64?, remainingMiB: Int64?, totalMiB: Int64?, dirtyMiBs: Int64?, bandwidthMiBs: Int64?
         var expectedDowntimeMs: Int64?, downtimeMs: Int64?, switchoverMs: Int64?, throttlePercent: Int?, elapsedMs: Int64?
+        var guestPauseMs: Double?
         var steps: [String]?, reason: String?
     }
 
@@ -58,7 +60,7 @@ enum MigrationWatch {
                     passes: p?.passes, sentMiB: p.map { $0.transferredBytes >> 20 }, remainingMiB: p.map { $0.remainingBytes >> 20 },
                     totalMiB: p.map { $0.totalBytes >> 20 }, dirtyMiBs: p.map { $0.dirtyRate >> 20 }, bandwidthMiBs: p.map { $0.bandwidth >> 20 },
                     expectedDowntimeMs: p?.expectedDowntimeMs, downtimeMs: p?.downtimeMs, switchoverMs: m.switchoverMs,
-                    throttlePercent: p?.throttlePercent, elapsedMs: p?.elapsedMs, steps: m.steps.isEmpty ? nil : m.steps, reason: m.reason)
+                    throttlePercent: p?.throttlePercent, elapsedMs: p?.elapsedMs, guestPauseMs: m.guestPauseMs, steps: m.steps.isEmpty ? nil : m.steps, reason: m.reason)
     }
 
     static func bar(_ m: MigrationRecord) -> String {
@@ -89,7 +91,7 @@ enum MigrationWatch {
                 let b = bar(m)
                 if b != lastPrinted { FileHandle.standardError.write(Data((tty ? "\r\u{1B}[K" + b : b + "\n").utf8)); lastPrinted = b }
             }
-            if m.phase == .done, m.progress?.downtimeMs == nil || m.switchoverMs == nil, ContinuousClock.now - (doneAt ?? .now) < .seconds(3) {
+            if m.phase == .done, m.progress?.downtimeMs == nil || m.switchoverMs == nil || m.guestPauseMs == nil, ContinuousClock.now - (doneAt ?? .now) < .seconds(3) {
                 // The source adds QEMU's downtime, the destination its switch-over time, right after `done`.
                 if doneAt == nil { doneAt = .now }
                 try await Task.sleep(for: .milliseconds(100))
@@ -101,7 +103,7 @@ enum MigrationWatch {
                     switch m.phase {
                     case .done:
                         let d = m.progress?.downtimeMs.map { "\($0) ms" } ?? "?"
-                        print("\(vm) now runs on \(m.destination): \(m.progress?.passes ?? 0) passes, \(((m.progress?.transferredBytes ?? 0) >> 20)) MiB sent in \(m.progress?.elapsedMs ?? 0) ms, downtime \(d) + switch-over \(m.switchoverMs.map { "\($0) ms" } ?? "?")")
+                        print("\(vm) now runs on \(m.destination): \(m.progress?.passes ?? 0) passes, \(((m.progress?.transferredBytes ?? 0) >> 20)) MiB sent in \(m.progress?.elapsedMs ?? 0) ms, downtime \(d) + switch-over \(m.switchoverMs.map { "\($0) ms" } ?? "?")\(m.guestPauseMs.map { String(format: "; the guest was paused %.1f ms", $0) } ?? "")")
                     default:
                         print("\(vm) stays on \(m.source): migration \(m.phase.rawValue): \(m.reason ?? "no reason recorded")")
                     }

@@ -39,6 +39,14 @@ public struct MigrationRecord: Codable, Equatable, Sendable {
     /// Destination: from seeing its QEMU's incoming migration complete to the guest resumed
     /// after the ownership switch (added to QEMU's own downtime).
     public var switchoverMs: Int64?
+    /// When the guest's CPUs stopped on the source and resumed on the destination (QEMU's
+    /// `STOP`/`RESUME` event stamps, microseconds since 1970): the pause the guest saw.
+    public var stoppedAtMicros: Int64?
+    public var resumedAtMicros: Int64?
+    public var guestPauseMs: Double? {
+        guard let s = stoppedAtMicros, let r = resumedAtMicros, r >= s else { return nil }
+        return Double(r - s) / 1000
+    }
     /// Wall-clock milliseconds, stamped by the writer's shell.
     public var requestedAtMillis: Int64
     public var updatedAtMillis: Int64
@@ -48,6 +56,7 @@ public struct MigrationRecord: Codable, Equatable, Sendable {
         self.id = id; self.vm = vm; self.source = source; self.destination = destination; self.sourceEpoch = sourceEpoch
         self.placementRevision = 0; self.phase = phase; self.origin = origin; self.policy = policy
         self.incoming = nil; self.network = nil; self.progress = nil; self.steps = []; self.reason = nil; self.switchoverMs = nil
+        self.stoppedAtMicros = nil; self.resumedAtMicros = nil
         self.requestedAtMillis = requestedAtMillis; self.updatedAtMillis = requestedAtMillis
     }
 
