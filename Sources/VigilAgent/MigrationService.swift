@@ -115,35 +115,32 @@ public struct MigrationService: Service, AgentPart {
             let uri = "tcp:\(choice.address):\(try Self.freePort(on: choice.address))"
             let p = try await runtime.launch(spec, epoch: epoch, incoming: uri)
             process = p
-            try await p.qmp.migrateSetCapabilities(Self.capabilities(m.policy))
+            try await p.qmp.migrateSetCapabilities(Self.capabilities(m.policy).merging(["events": true]) { $1 })
             if m.policy.multifdChannels > 0 { try await p.qmp.migrateSetParameters(MigrationParameters(multifdChannels: m.policy.multifdChannels)) }
             guard await move(m, to: .ready, { $0.incoming = uri; $0.network = "\(choice.network) (\(choice.why))" }) != nil else {
                 await cleanUp(failing: nil); return
             }
             logger.info("migration destination ready", metadata: ["vigil.vm": "\(vm)", "vigil.incoming": "\(uri)"])
-            // Wait until the incoming state is complete (QEMU paused after `inmigrate`), or the migration ends otherwise.
-            var lastLook = ContinuousClock.now
-            while true {
-                if !p.isAlive {
-                    // The source knows better why (a cancel makes this QEMU exit): give it a moment to say so.
-                    var active = await stillActive(m)
-                    for _ in 0..<20 where active { try? await Task.sleep(for: .milliseconds(100)); active = await stillActive(m) }
-                    await cleanUp(failing: active ? "the destination QEMU exited during the migration (\(Self.tail(runtime.vmDir(vm) + "/qemu.log")))" : nil)
-                    return
-                }
-                if let s = try? await p.qmp.queryStatus(), s.runState == .paused || s.running { break }
-                if ContinuousClock.now - lastLook >= .milliseconds(200) {
-                    lastLook = .now
-                    let cur = try? await store.read(vm)
-                    if cur == nil || cur!.0.id != m.id || [.cancelled, .failed].contains(cur!.0.phase) { await cleanUp(failing: nil); return }
-                }
-                try await Task.sleep(for: .milliseconds(5))
+            // Wait until the incoming state is complete (QEMU's MIGRATION event, or paused after
+            // `inmigrate` at a slower poll), or the migration ends otherwise.
+            var seen = MigrationRecord?.none
+            switch await awaitIncoming(m, p, record: &seen) {
+            case .complete: break
+            case .aborted: await cleanUp(failing: nil); return
+            case .exited:
+                // The source knows better why (a cancel makes this QEMU exit): give it a moment to say so.
+                var active = await stillActive(m)
+                for _ in 0..<20 where active { try? await Task.sleep(for: .milliseconds(100)); active = await stillActive(m) }
+                await cleanUp(failing: active ? "the destination QEMU exited during the migration (\(Self.tail(runtime.vmDir(vm) + "/qemu.log")))" : nil)
+                return
             }
             // The ownership switch.
             let t0 = ContinuousClock.now
             runtime.incoming.switching(vm, p, epoch: epoch)
-            guard let lease = await state.leaseID, let (current, _) = try await store.read(vm), current.id == m.id,
-                  var done = current.moved(to: .done) else {
+            // The record as last read will do: the switch compares the placement, and the source rewrites its figures after.
+            var latest = seen
+            if latest?.moved(to: .done) == nil { latest = try await store.read(vm)?.0 }
+            guard let lease = await state.leaseID, let current = latest, current.id == m.id, var done = current.moved(to: .done) else {
                 await cleanUp(failing: "the migration record changed before the switch-over"); return
             }
             done.updatedAtMillis = MigrationStore.nowMillis()
@@ -171,6 +168,42 @@ public struct MigrationService: Service, AgentPart {
             logger.warning("migration destination failed", metadata: ["vigil.vm": "\(vm)", "error": "\(error)"])
             await cleanUp(failing: "destination \(config.node): \(error)")
         }
+    }
+
+    enum IncomingOutcome: Sendable { case complete, aborted, exited }
+
+    /// Races QEMU's `MIGRATION completed` event against a 20 ms poll of the run state (and
+    /// of the record, every 200 ms, for a cancel or failure). `record` is the last record read.
+    func awaitIncoming(_ m: MigrationRecord, _ p: QEMUProcess, record: inout MigrationRecord?) async -> IncomingOutcome {
+        let last = LastRecord()
+        let outcome = await withTaskGroup(of: IncomingOutcome?.self) { group in
+            group.addTask {
+                await p.qmp.firstEvent("MIGRATION", since: .distantPast, timeout: .seconds(3600)) { $0["status"]?.stringValue == "completed" } != nil ? .complete : nil
+            }
+            group.addTask {
+                var lastLook = ContinuousClock.now - .seconds(1)
+                while !Task.isCancelled {
+                    if !p.isAlive { return .exited }
+                    if let s = try? await p.qmp.queryStatus(), s.runState == .paused || s.running { return .complete }
+                    if ContinuousClock.now - lastLook >= .milliseconds(200) {
+                        lastLook = .now
+                        let cur = try? await self.store.read(m.vm)
+                        last.set(cur?.0)
+                        if cur == nil || cur!.0.id != m.id || [.cancelled, .failed].contains(cur!.0.phase) { return .aborted }
+                    }
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                return nil
+            }
+            var result: IncomingOutcome = .aborted
+            for await r in group {
+                if let r { result = r; break }
+            }
+            group.cancelAll()
+            return result
+        }
+        record = last.get()
+        return outcome
     }
 
     func stillActive(_ m: MigrationRecord) async -> Bool {
@@ -390,6 +423,12 @@ public struct MigrationService: Service, AgentPart {
         _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
         return Int(UInt16(bigEndian: addr.sin_port))
     }
+}
+
+final class LastRecord: Sendable {
+    private let value = Mutex<MigrationRecord?>(nil)
+    func set(_ r: MigrationRecord?) { value.withLock { $0 = r } }
+    func get() -> MigrationRecord? { value.withLock { $0 } }
 }
 
 /// The migration jobs this node runs, by migration id and role.

@@ -7,10 +7,11 @@ extension QMPClient {
     /// single consumer the caller must be meanwhile. When it times out (or is cancelled) the
     /// stream ends for good (an `AsyncStream` consumer's cancellation finishes it), so later
     /// calls return nil at once: use it where the event is expected.
-    public func firstEvent(_ name: String, since: Date, timeout: Duration) async -> Date? {
+    public func firstEvent(_ name: String, since: Date, timeout: Duration,
+                           where matches: @escaping @Sendable (QMPValue) -> Bool = { _ in true }) async -> Date? {
         await withTaskGroup(of: Date?.self) { group in
             group.addTask {
-                for await e in self.events where e.name.rawValue == name {
+                for await e in self.events where e.name.rawValue == name && matches(e.data) {
                     if let t = e.timestamp, t >= since { return t }
                 }
                 return nil
