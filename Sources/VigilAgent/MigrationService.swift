@@ -136,6 +136,7 @@ public struct MigrationService: Service, AgentPart {
             }
             // The ownership switch.
             let t0 = ContinuousClock.now
+            let detectedAt = Date()
             runtime.incoming.switching(vm, p, epoch: epoch)
             // The record as last read will do: the switch compares the placement, and the source rewrites its figures after.
             var latest = seen
@@ -157,7 +158,7 @@ public struct MigrationService: Service, AgentPart {
             async let resumed = p.qmp.firstEvent("RESUME", since: Date(timeIntervalSinceNow: -1), timeout: .seconds(2))
             try await p.qmp.cont()
             let switchMs = (ContinuousClock.now - t0).milliseconds
-            logger.info("ownership switched and guest resumed", metadata: ["vigil.vm": "\(vm)", "vigil.txn_ms": "\((t1 - t0).milliseconds)", "vigil.cont_ms": "\((ContinuousClock.now - t1).milliseconds)"])
+            logger.info("ownership switched and guest resumed", metadata: ["vigil.vm": "\(vm)", "vigil.detected_at_us": "\(Int64(detectedAt.timeIntervalSince1970 * 1_000_000))", "vigil.txn_ms": "\((t1 - t0).milliseconds)", "vigil.cont_ms": "\((ContinuousClock.now - t1).milliseconds)"])
             let resumedAt = await resumed.map { Int64($0.timeIntervalSince1970 * 1_000_000) }
             try? await store.update(vm) { r in
                 guard r.id == m.id else { return nil }
