@@ -83,7 +83,10 @@ struct MigrationBench: Bench {
                                  (vigilParameters ? "Vigil's parameters " : "QEMU defaults      ") as NSString, s.totalS, s.downtimeMs, s.pauseMs, s.passes, s.converged ? "" : " (did not converge in 60 s, cancelled)"))
                     if vigilParameters { same[w.name, default: []].append(s) } else { defaults[w.name, default: []].append(s) }
                     bare = next
-                    try await waitForGuest(lab, from: prober, address: address)
+                    do { try await waitForGuest(lab, from: prober, address: address, timeout: .seconds(30)) } catch {
+                        print("  warning: after this bare migration the guest did not answer within 30 s; stopping the bare runs")
+                        break
+                    }
                     try await Task.sleep(for: .seconds(1))
                 }
             }
