@@ -104,7 +104,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vigil-bench", dependencies: [
-            "VigilCore", "VigilDisk", "VigilClient", "VigilLab",
+            "VigilCore", "VigilDisk", "VigilClient", "VigilLab", "VigilQEMU",
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Shared test helpers: a real etcd on free loopback ports, built binaries, skips by capability.

@@ -46,6 +46,7 @@ public enum VigilRoutes {
             return JSONBody(try await storeCall { try await queries.events.tail(limit: limit) })
         }
         VMRoutes.add(to: v1, manager: manager)
+        MigrationRoutes.add(to: v1, manager: MigrationManager(context: queries.context))
         return router
     }
 

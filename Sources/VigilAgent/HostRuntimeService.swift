@@ -16,6 +16,10 @@ public struct HostRuntimeService: Service, AgentPart {
     let logger: Logger
     /// The longest a round waits when nothing changed (a watch wakes it at once; QEMU exits are polled).
     let every: Duration = .milliseconds(250)
+    /// The local QEMUs; shared with the migration service (which drives the source's QMP).
+    let table = ProcessTable()
+    /// VMs arriving by live migration: hidden from the reconciler until they are ours, then adopted.
+    public let incoming = MigrationHandoff()
 
     public init(context: AgentContext, accel: QEMUCommand.Accelerator, binary: QEMUBinary, logger: Logger) {
         self.context = context; self.accel = accel; self.binary = binary; self.logger = logger
@@ -24,7 +28,7 @@ public struct HostRuntimeService: Service, AgentPart {
     var vmsDir: String { config.stateDir + "/vms" }
 
     public func run() async throws {
-        let table = ProcessTable()
+        let table = self.table
         try? await cancelWhenGracefulShutdown {
             await withTaskGroup(of: Void.self) { group in
                 group.addTask { await StoreWakeup.watching(self.etcd, prefix: self.keys.vmsPrefix) { wakeup in await self.loop(table, wakeup) } }
@@ -60,7 +64,13 @@ public struct HostRuntimeService: Service, AgentPart {
             // Nothing is decided without a lease whose fence deadline is still ahead.
             if current != nil, await state.mayRunVMs() {
                 do {
-                    let snapshot = try await VMSnapshot.read(etcd, keys: keys)
+                    var snapshot = try await VMSnapshot.read(etcd, keys: keys)
+                    let (hidden, arrived) = incoming.take(seeing: snapshot, me: config.node)
+                    for (vm, p, epoch) in arrived {
+                        await table.add(vm, p)
+                        for a in reconciler.handle(.migratedIn(vm, pid: p.pid, epoch: epoch, now: now)) { await perform(a, table, &reconciler, origin: origin) }
+                    }
+                    for vm in hidden { snapshot[vm] = nil }
                     for a in reconciler.handle(.snapshot(snapshot, now: now)) { await perform(a, table, &reconciler, origin: origin) }
                 } catch {
                     logger.debug("runtime could not read the store", metadata: ["error": "\(error)"])
@@ -97,6 +107,8 @@ public struct HostRuntimeService: Service, AgentPart {
             logger.info("powering down (ACPI)", metadata: ["vigil.vm": "\(vm)"])
             try? await table.process(vm)?.qmp.systemPowerdown()
         case let .kill(vm, reason):
+            // A migration's source QEMU is ended by the migration service once it has its final figures.
+            if incoming.isOutgoing(vm) { logger.info("leaving the migrated-away QEMU to the migration", metadata: ["vigil.vm": "\(vm)"]); return }
             logger.warning("killing QEMU", metadata: ["vigil.vm": "\(vm)", "vigil.reason": "\(reason)"])
             if let p = await table.process(vm) { _ = try? await p.kill(.sigkill, timeout: .seconds(5)) }
         case let .report(vm, runtime):
@@ -111,7 +123,9 @@ public struct HostRuntimeService: Service, AgentPart {
 
     func vmDir(_ vm: VMName) -> String { vmsDir + "/" + vm.rawValue }
 
-    func launch(_ spec: VMSpec, epoch: Int64) async throws -> QEMUProcess {
+    /// With `incoming` (`tcp:ADDR:PORT`): a live migration's destination, started paused (`-S`)
+    /// so the guest runs only once this node owns it.
+    func launch(_ spec: VMSpec, epoch: Int64, incoming: String? = nil) async throws -> QEMUProcess {
         guard let kernel = config.guestKernel, let initrd = config.guestInitrd else {
             throw QEMUError(.exitedEarly, "no guest kernel/initrd configured (config field 'guest')", vm: spec.name.rawValue)
         }
@@ -132,7 +146,8 @@ public struct HostRuntimeService: Service, AgentPart {
             name: spec.name.rawValue, cpus: spec.cpus, memoryMiB: spec.memoryMiB, accelerator: accel,
             kernel: kernel, initrd: initrd, append: append,
             disks: spec.disks.map { .file(config.storageDir + "/" + $0.file) }, nic: nic,
-            qmpSocket: dir + "/qmp.sock", serialLog: dir + "/serial.log", pidfile: dir + "/qemu.pid")
+            qmpSocket: dir + "/qmp.sock", serialLog: dir + "/serial.log", pidfile: dir + "/qemu.pid",
+            incoming: incoming, extraArguments: incoming == nil ? [] : ["-S"])
         return try await QEMUProcess.launch(command, binary: binary, outputLog: dir + "/qemu.log", logger: logger)
     }
 

@@ -23,6 +23,8 @@ public struct HostReconciler: Sendable {
         /// Fencing killed a local QEMU (no valid lease): not a crash. If the VM is still
         /// placed here once the lease is back, it starts afresh.
         case fenced(VMName, now: Duration)
+        /// A QEMU that arrived by live migration now runs the VM here (ownership already switched).
+        case migratedIn(VMName, pid: Int32, epoch: Int64, now: Duration)
     }
 
     public enum Action: Equatable, Sendable {
@@ -52,6 +54,8 @@ public struct HostReconciler: Sendable {
         var nextStartAt: Duration?
         var lastExit: String?
         var gaveUp: Bool
+        /// Killed because the VM now runs elsewhere: its runtime key is the new owner's.
+        var movedAway = false
     }
 
     public let me: NodeName
@@ -105,6 +109,7 @@ public struct HostReconciler: Sendable {
             local[vm] = l
             if expected {
                 local[vm] = nil
+                if l.movedAway { reported[vm] = nil; return [] }
                 return report(vm, .stopped, message: nil)
             }
             return crashed(vm, message: "QEMU exited unexpectedly (\(status))", now: now)
@@ -118,6 +123,10 @@ public struct HostReconciler: Sendable {
 
         case let .snapshot(vms, now):
             return reconcile(vms, now: now)
+
+        case let .migratedIn(vm, pid, epoch, _):
+            local[vm] = Local(epoch: epoch, pid: pid, running: true, starting: false, stopAsked: nil, killAsked: false, restarts: [], nextStartAt: nil, lastExit: nil, gaveUp: false)
+            return report(vm, .running)
         }
     }
 
@@ -154,6 +163,7 @@ public struct HostReconciler: Sendable {
         for (vm, l) in local where l.running && !l.killAsked {
             guard let r = vms[vm], r.placement?.node == me, r.placement?.phase == .placed else {
                 local[vm]?.killAsked = true
+                if let owner = vms[vm]?.placement?.node, owner != me { local[vm]?.movedAway = true }
                 let why = vms[vm] == nil ? "\(vm) was deleted" : "\(vm) is no longer placed on \(me)"
                 actions.append(.kill(vm, reason: why))
                 continue

@@ -16,6 +16,8 @@ public struct KeySpace: Sendable, Equatable {
     public func vmSpec(_ vm: VMName) -> String { vmsPrefix + vm.rawValue + "/spec" }
     public func vmPlacement(_ vm: VMName) -> String { vmsPrefix + vm.rawValue + "/placement" }
     public func vmRuntime(_ vm: VMName) -> String { vmsPrefix + vm.rawValue + "/runtime" }
+    /// The VM's live migration, if one was ever asked for (`MigrationRecord`).
+    public func vmMigration(_ vm: VMName) -> String { vmsPrefix + vm.rawValue + "/migration" }
     public var ipamPrefix: String { root + "ipam/" }
     public func ipam(_ address: String) -> String { ipamPrefix + address }
 

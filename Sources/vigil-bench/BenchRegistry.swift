@@ -1,4 +1,4 @@
 /// The benchmarks `vigil-bench` knows, in the order they run.
 enum BenchRegistry {
-    static let all: [any Bench] = [VMStartBench(), FailoverBench(), FalseFailoverBench(), VHDXBench()]
+    static let all: [any Bench] = [VMStartBench(), FailoverBench(), FalseFailoverBench(), MigrationBench(), VHDXBench()]
 }

@@ -8,7 +8,7 @@ import VigilDisk
 struct VMCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vm", abstract: "Create, start, stop, kill, delete, list and show virtual machines.",
-        subcommands: [VMCreate.self, VMList.self, VMShow.self, VMStart.self, VMStop.self, VMKill.self, VMDelete.self])
+        subcommands: [VMCreate.self, VMList.self, VMShow.self, VMStart.self, VMStop.self, VMKill.self, VMDelete.self, VMMigrate.self])
 }
 
 struct VMCreate: AsyncParsableCommand {

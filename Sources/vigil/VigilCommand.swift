@@ -9,7 +9,7 @@ struct VigilCommand: AsyncParsableCommand {
         abstract: "Operate a Vigil failover cluster.",
         subcommands: [
             StatusCommand.self, NodesCommand.self, EventsCommand.self,
-            VMCommand.self, LabCommand.self, DiskCommand.self,
+            VMCommand.self, LabCommand.self, DiskCommand.self, NodeCommand.self,
         ]
     )
 }

@@ -89,6 +89,8 @@ struct Vigild: AsyncParsableCommand {
         let election = LeaderElectionService(context: context, logger: logger)
         let runtime = HostRuntimeService(context: context, accel: accel, binary: qemu,
                                          logger: Logger(label: "vigil.runtime"))
+        let migration = MigrationService(context: context, runtime: runtime, logger: Logger(label: "vigil.migration"))
+        let migrationLeader = MigrationLeaderService(context: context, logger: Logger(label: "vigil.migration.leader"))
         let api = APIServer.make(queries: queries, host: cfg.clusterAddress, port: cfg.apiPort, logger: Logger(label: "vigil.api"))
 
         logger.info("starting", metadata: ["vigil.cluster": "\(cfg.cluster)", "vigil.api": "\(cfg.clusterAddress):\(cfg.apiPort)",
@@ -100,6 +102,8 @@ struct Vigild: AsyncParsableCommand {
                 .init(service: session),
                 .init(service: election),
                 .init(service: runtime),
+                .init(service: migration),
+                .init(service: migrationLeader),
                 .init(service: api),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
