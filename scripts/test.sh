@@ -37,6 +37,7 @@ phase "QEMU" --filter "VigilQEMUTests"
 phase "lab: hosts, cluster, watchdog" --filter "LabIntegrationTests|LabPlanTests|ClusterLabTests|WatchdogLabTests"
 phase "lab: VMs" --filter "VMLabTests"
 phase "lab: HA fault suite" --filter "FailoverLabTests"
+phase "lab: live migration" --filter "MigrationLabTests"
 echo "== all tests finished in $(( $(date +%s) - start )) s"
 # Entry points named `…ChildProcess()` are not tests: a test re-executes the test binary
 # to run them in a child (e.g. a disk writer it kills); they skip in a normal run.

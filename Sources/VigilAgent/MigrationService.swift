@@ -141,6 +141,10 @@ public struct MigrationService: Service, AgentPart {
             // The record as last read will do: the switch compares the placement, and the source rewrites its figures after.
             var latest = seen
             if latest?.moved(to: .done) == nil { latest = try await store.read(vm)?.0 }
+            // Resuming the guest here is starting it: only with a lease whose fence deadline is ahead and an armed watchdog.
+            guard await state.mayStartVMs(watchdogRequired: config.watchdogRequired) else {
+                await cleanUp(failing: "\(config.node) has no armed fence (lease or watchdog) at the switch-over"); return
+            }
             guard let lease = await state.leaseID, let current = latest, current.id == m.id, var done = current.moved(to: .done) else {
                 await cleanUp(failing: "the migration record changed before the switch-over"); return
             }
@@ -385,7 +389,7 @@ public struct MigrationService: Service, AgentPart {
                     return
                 }
                 let destAlive = (try? await etcd.get(keys.alive(m.destination))) != nil
-                if !destAlive || ContinuousClock.now >= deadline {
+                if (!destAlive || ContinuousClock.now >= deadline), await state.mayStartVMs(watchdogRequired: config.watchdogRequired) {
                     let why = destAlive ? "the destination did not switch within \(switchWait)" : "destination \(m.destination) went down before the switch-over"
                     var failed = (try? await store.read(vm))?.0 ?? m
                     failed.phase = .failed; failed.reason = why + "; resumed on \(config.node)"; failed.updatedAtMillis = MigrationStore.nowMillis()
