@@ -163,7 +163,11 @@ public struct HostReconciler: Sendable {
         for (vm, l) in local where l.running && !l.killAsked {
             guard let r = vms[vm], r.placement?.node == me, r.placement?.phase == .placed else {
                 local[vm]?.killAsked = true
-                if let owner = vms[vm]?.placement?.node, owner != me { local[vm]?.movedAway = true }
+                // Its runtime key already names the new owner (a live migration wrote it at the
+                // switch): leave it. Otherwise our "stopped" is what a failback waits for.
+                if let owner = vms[vm]?.placement?.node, owner != me, let rt = vms[vm]?.runtime, rt.node != me {
+                    local[vm]?.movedAway = true
+                }
                 let why = vms[vm] == nil ? "\(vm) was deleted" : "\(vm) is no longer placed on \(me)"
                 actions.append(.kill(vm, reason: why))
                 continue

@@ -13,9 +13,11 @@ final class ClusterSampler: Sendable {
     private let latest = Mutex<[VMName: [NodeName]]>([:])
     /// Network namespace inode → host name.
     let namespaces: [UInt64: NodeName]
+    /// Skip QEMUs started with `-incoming` (a live migration's paused destination runs no guest).
+    let ignoreIncoming: Bool
 
-    init(lab: Lab) {
-        self.lab = lab
+    init(lab: Lab, ignoreIncoming: Bool = false) {
+        self.lab = lab; self.ignoreIncoming = ignoreIncoming
         var map: [UInt64: NodeName] = [:]
         for h in lab.hosts {
             guard let ns = lab.namespace(h) else { continue }
@@ -35,6 +37,7 @@ final class ClusterSampler: Sendable {
             guard let pid = Int32(e), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
             let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
             guard let exe = argv.first, exe.hasSuffix("qemu-system-x86_64"), let i = argv.firstIndex(of: "-name"), i + 1 < argv.count else { continue }
+            if ignoreIncoming && argv.contains("-incoming") { continue }
             // A zombie (killed, not yet reaped) no longer runs the guest.
             if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)] == "Z" { continue }

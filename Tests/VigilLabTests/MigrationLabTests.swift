@@ -225,6 +225,51 @@ import VigilTestKit
         }
     }
 
+    /// The source host dies mid-migration: the migration fails, HA restarts the VM on a
+    /// survivor from its disk, and it runs exactly once. (The sampler skips the paused
+    /// `-incoming` destination, which runs no guest; the end state counts every QEMU.)
+    @Test(.enabled(if: canRun))
+    func killingTheSourceHostMidMigrationLeavesTheVMToHAAndItRunsOnceRequiresNetns() async throws {
+        try await Self.withCluster(index: 17) { lab in
+            let (info, _) = try await Self.runningGuest(lab, "src", on: "n1", from: 2)
+            let address = info.spec.address!
+            _ = try await lab.off { try $0.exec(host: 2, ["curl", "-s", "-m", "2", "http://\(address)/dirty?rate=64&mem=64"]) }
+            let r = try await lab.vigil(["vm", "migrate", "src", "--to", "n2", "--bandwidth", "16", "--no-converge", "--no-wait"])
+            #expect(r.status == 5, "\(r.stderr)")
+            let halfway = try await eventually(timeout: .seconds(30), every: .milliseconds(100)) {
+                let m = try await Self.migration(lab, "src")
+                return m.phase == .copying && (m.progress?.transferredBytes ?? 0) > 32 << 20
+            }
+            try #require(halfway, "never got halfway")
+            let before = try #require(try await lab.guestStatus(from: 2, address: address))
+            let sampler = ClusterSampler(lab: lab, ignoreIncoming: true)
+            let task = sampler.start()
+            defer { sampler.stop(); task.cancel() }
+            try await lab.off { try $0.killHost(host: 1) }
+            let survivors: Set<NodeName> = ["n2", "n3"].map(NodeName.init(unchecked:)).reduce(into: []) { $0.insert($1) }
+            let moved = try await eventually(timeout: .seconds(40), every: .milliseconds(100)) {
+                let now = sampler.current[VMName(unchecked: "src")] ?? []
+                return now.count == 1 && survivors.contains(now[0])
+            }
+            #expect(moved, "src not running once on a survivor: \(sampler.current)")
+            var after: GuestStatus?
+            _ = try await eventually(timeout: .seconds(60), every: .milliseconds(300)) {
+                after = try await lab.guestStatus(from: 2, address: address); return after.map { $0.boot_id != before.boot_id } ?? false
+            }
+            let a = try #require(after, "src never answered after the failover")
+            #expect(a.start_counter >= before.flushed, "flushed \(before.flushed) before, restarted from \(a.start_counter)")
+            let m = try await Self.migration(lab, "src")
+            #expect(m.phase.isFinal && m.phase != .done, "\(m.phase) \(m.reason ?? "")")
+            // Every QEMU of the VM, paused destinations included: exactly one is left.
+            let procs = try await lab.qemuProcesses()["src"] ?? []
+            #expect(procs.count == 1, "QEMUs of src: \(procs)")
+            let vm = try await Self.vm(lab, "src")
+            let placements = vm.placement.map { [VMName(unchecked: "src"): $0] } ?? [:]
+            let violations = sampler.finish(haVMs: [VMName(unchecked: "src")], alive: survivors, placements: placements)
+            #expect(violations.isEmpty, "\(violations)")
+        }
+    }
+
     @Test(.enabled(if: canRun))
     func drainMovesEveryVMWithoutRestartOrRefusesWhatWouldNotFitRequiresNetns() async throws {
         try await Self.withCluster(index: 16) { lab in
