@@ -57,7 +57,9 @@ struct FailoverBench: Bench {
             print(String(format: "  run %2d: %@ held the etcd leader: %@; QEMU on %@ after %.2f s, guest answers after %.2f s",
                          i + 1, owner.name, wantLeader ? "yes" : "no ", newOwner!.name, tRestart, tServing))
             // Bring the dead host back for the next run.
+            // A rebooted host: etcd member, watchdog (before vigild: no VM starts without it), agent.
             _ = try lab.startEtcd(host: owner)
+            _ = try lab.startWatchdog(host: owner)
             _ = try lab.startVigild(host: owner)
             try lab.waitForAgents(timeout: .seconds(30))
         }
