@@ -81,23 +81,7 @@ struct FailoverBench: Bench {
     }
 
     /// The host whose namespace runs the VM's QEMU, from /proc.
-    func qemuHost(_ lab: Lab, vm: String) -> LabHost? {
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
-        var inodes: [String: LabHost] = [:]
-        for h in lab.hosts {
-            guard let ns = lab.namespace(h) else { continue }
-            var st = stat()
-            if stat("/run/netns/" + ns, &st) == 0 { inodes["net:[\(st.st_ino)]"] = h }
-        }
-        for e in entries {
-            guard Int32(e) != nil, let d = FileManager.default.contents(atPath: "/proc/\(e)/cmdline") else { continue }
-            let argv = d.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            guard argv.first?.hasSuffix("qemu-system-x86_64") == true, let i = argv.firstIndex(of: "-name"), i + 1 < argv.count, argv[i + 1] == vm,
-                  let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(e)/ns/net"), let h = inodes[link] else { continue }
-            return h
-        }
-        return nil
-    }
+    func qemuHost(_ lab: Lab, vm: String) -> LabHost? { lab.runningQEMUs()[vm]?.first }
 
     func waitRunning(_ lab: Lab, _ api: APIClient) async throws -> LabHost {
         for _ in 0..<600 {

@@ -11,20 +11,11 @@ final class ClusterSampler: Sendable {
     private let checker = Mutex(InvariantChecker())
     private let stopped = Mutex(false)
     private let latest = Mutex<[VMName: [NodeName]]>([:])
-    /// Network namespace inode → host name.
-    let namespaces: [UInt64: NodeName]
     /// Skip QEMUs started with `-incoming` (a live migration's paused destination runs no guest).
     let ignoreIncoming: Bool
 
     init(lab: Lab, ignoreIncoming: Bool = false) {
         self.lab = lab; self.ignoreIncoming = ignoreIncoming
-        var map: [UInt64: NodeName] = [:]
-        for h in lab.hosts {
-            guard let ns = lab.namespace(h) else { continue }
-            var st = stat()
-            if stat("/run/netns/" + ns, &st) == 0 { map[UInt64(st.st_ino)] = NodeName(unchecked: h.name) }
-        }
-        namespaces = map
     }
 
     var now: Duration { ContinuousClock.now - origin }
@@ -32,18 +23,8 @@ final class ClusterSampler: Sendable {
     /// VM → hosts with a live QEMU for it, right now.
     func running() -> [VMName: [NodeName]] {
         var out: [VMName: [NodeName]] = [:]
-        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return out }
-        for e in entries {
-            guard let pid = Int32(e), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-            let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            guard let exe = argv.first, exe.hasSuffix("qemu-system-x86_64"), let i = argv.firstIndex(of: "-name"), i + 1 < argv.count else { continue }
-            if ignoreIncoming && argv.contains("-incoming") { continue }
-            // A zombie (killed, not yet reaped) no longer runs the guest.
-            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-               let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)] == "Z" { continue }
-            guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net"),
-                  let ino = UInt64(link.dropFirst(5).dropLast()), let host = namespaces[ino] else { continue }
-            out[VMName(unchecked: argv[i + 1]), default: []].append(host)
+        for (vm, hosts) in lab.runningQEMUs(skipIncoming: ignoreIncoming) {
+            out[VMName(unchecked: vm)] = hosts.map { NodeName(unchecked: $0.name) }
         }
         return out
     }

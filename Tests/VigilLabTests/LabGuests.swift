@@ -29,20 +29,7 @@ extension Lab {
         return try await offPool { try lab.qemuProcessesBlocking() }
     }
 
-    func qemuProcessesBlocking() throws -> [String: [LabHost]] {
-        var out: [String: [LabHost]] = [:]
-        for h in hosts {
-            guard let ns = namespace(h) else { continue }
-            let pids = try runProcess("/usr/sbin/ip", ["netns", "pids", ns]).stdout.split(separator: "\n")
-            for pid in pids {
-                guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
-                let argv = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-                guard let exe = argv.first, exe.hasSuffix("qemu-system-x86_64"), let i = argv.firstIndex(of: "-name"), i + 1 < argv.count else { continue }
-                out[argv[i + 1], default: []].append(h)
-            }
-        }
-        return out
-    }
+    func qemuProcessesBlocking() throws -> [String: [LabHost]] { runningQEMUs() }
 
     func apiClient() throws -> APIClient { APIClient(config: try ClientConfig.parse(file: clientConfigPath)) }
 
